@@ -1,0 +1,51 @@
+# Entry points. Every target bootstraps .venv first; ENV picks inventories/$(ENV).py.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+ENV ?= local
+INVENTORY := inventories/$(ENV).py
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: venv deploy plan verify test unit check-migrations reset lint bench-gin bench-deploy
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+deploy: venv
+	$(BIN)/pyinfra -y $(INVENTORY) deploy/provision.py
+	@$(BIN)/python -m deploy.urls $(INVENTORY)
+
+plan: venv
+	$(BIN)/pyinfra --dry $(INVENTORY) deploy/provision.py
+
+verify: venv
+	$(BIN)/python -m deploy.audit $(INVENTORY) $(VERIFY_ARGS)
+
+reset: venv
+	$(BIN)/python -m deploy.reset $(INVENTORY)
+	$(BIN)/pyinfra -y $(INVENTORY) deploy/provision.py
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+check-migrations: venv
+	$(BIN)/python -m app_schema.check_migrations
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench-gin: venv
+	$(BIN)/python bench/gin.py
+
+bench-deploy: venv
+	$(BIN)/python bench/deploy.py

@@ -1,0 +1,90 @@
+"""pyinfra facts: ONE catalog snapshot query per database, returned as a typed ``Snapshot``.
+
+The query (sql_templates/inspect.sql.j2) is a single psql session fed on stdin: cluster-wide
+state from the maintenance database, then ``\\connect`` to the environment's database when
+it exists. Callers go through ``snapshot(host, spec)``, which runs the fact once per host and
+run: pyinfra calls operation generators twice (to detect changes, then to execute), and a
+converged deploy must cost exactly one round trip.
+
+    snap = snapshot(host, spec)
+    if snap.database is None: ...
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra.api import FactBase
+from pyinfra.api.exceptions import FactProcessError
+
+from deploy.psql import admin_password, shell_command, stdin_for
+from deploy.render import render
+from deploy.spec import GIN_INDEX, GIN_TABLE, Spec
+from deploy.state import Snapshot, SnapshotError
+
+_CACHE_ATTR = "_pgprov_snapshots"
+
+
+class CatalogSnapshot(FactBase):
+    """The catalog state of one environment's database (roles, ACLs, default ACLs, indexes,
+    applied migrations), read in one psql session. The script arrives on stdin.
+
+    .. code:: python
+
+        host.get_fact(CatalogSnapshot, command_line="psql -X ... -f -", _stdin=script)
+    """
+
+    def command(self, command_line: str) -> str:
+        return command_line
+
+    def requires_command(self, command_line: str) -> str:
+        return "psql"
+
+    def process(self, output: list[str]) -> Snapshot:
+        try:
+            return Snapshot.parse(output)
+        except SnapshotError as exc:
+            raise FactProcessError(str(exc)) from exc
+
+
+def inspect_script(spec: Spec) -> str:
+    return render(
+        "inspect.sql.j2",
+        roles=spec.roles,
+        database=spec.database,
+        schema=spec.schema_name,
+        index_names=[GIN_INDEX, GIN_INDEX + "_new"],
+        gin_table=GIN_TABLE,
+    )
+
+
+def is_local(host: Any) -> bool:
+    from pyinfra.connectors.local import LocalConnector
+
+    return isinstance(host.connector, LocalConnector)
+
+
+def connection_args(
+    host: Any, spec: Spec, script: str, *, dbname: str | None = None
+) -> dict[str, Any]:
+    """command line + stdin (+ sudo) for one psql session on this host."""
+    admin = spec.admin
+    password = None
+    if not admin.sudo_user and (admin.password is not None or not is_local(host)):
+        password = admin_password(admin)
+    args: dict[str, Any] = {
+        "command_line": shell_command(admin, password_on_stdin=password is not None, dbname=dbname),
+        "_stdin": stdin_for(script, password),
+    }
+    if admin.sudo_user:
+        args.update(_sudo=True, _sudo_user=admin.sudo_user)
+    return args
+
+
+def snapshot(host: Any, spec: Spec, *, refresh: bool = False) -> Snapshot | None:
+    """The host's snapshot for this run (queried once; ``refresh`` forces a new query)."""
+    cache: dict[str, Snapshot | None] = host.__dict__.setdefault(_CACHE_ATTR, {})
+    if refresh or spec.database not in cache:
+        args = connection_args(host, spec, inspect_script(spec))
+        cache[spec.database] = host.get_fact(CatalogSnapshot, **args)
+    return cache[spec.database]

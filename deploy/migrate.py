@@ -1,0 +1,249 @@
+"""Runs Aerich upgrades (and Tortoise generate_schemas in prototype mode) as the migrator.
+
+The deploy decides from the catalog snapshot alone whether anything is pending (the applied
+versions come with it), so a converged run never starts Aerich or Tortoise. When work is
+needed, the upgrade runs in a child process (``python -m deploy.migrate``) that receives its
+connection, password included, as JSON on stdin — never in argv — and holds a session
+advisory lock around Aerich, which takes none, so concurrent deploys apply each migration
+exactly once.
+
+    pending_migrations(snapshot.migrations)  # ['1_20261201_add_priority.py']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from app_schema.config import APP_LABEL, MIGRATIONS_LOCATION
+
+# Distinct from the provisioning lock, so an upgrade never waits on a deploy's DDL.
+MIGRATION_LOCK_KEY = 0x7067_6D69  # "pgmi"
+_VERSION_FILE = re.compile(r"^(\d+)_.*\.py$")
+
+
+class MigrationError(RuntimeError):
+    """An upgrade failed; the message names the migration and the database error."""
+
+
+def migration_files(location: str = MIGRATIONS_LOCATION, app: str = APP_LABEL) -> list[str]:
+    """The version files Aerich would apply, in its order (by the numeric prefix)."""
+    directory = Path(location) / app
+    files = [p.name for p in directory.glob("*.py") if _VERSION_FILE.match(p.name)]
+    return sorted(files, key=lambda name: int(_VERSION_FILE.match(name).group(1)))  # type: ignore[union-attr]
+
+
+def pending_migrations(
+    applied: Sequence[str] | None, files: Sequence[str] | None = None
+) -> list[str]:
+    """Files not yet recorded in the ``aerich`` table (``applied`` None: no table yet)."""
+    files = migration_files() if files is None else files
+    done = set(applied or ())
+    return [name for name in files if name not in done]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom the child connects; ``password`` travels on stdin only."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    schema: str
+    mode: str = "migrate"  # or "generate"
+
+    def url(self) -> str:
+        from urllib.parse import quote
+
+        return (
+            f"postgres://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+            f"@{self.host}:{self.port}/{quote(self.database, safe='')}"
+        )
+
+
+async def _upgrade(target: Target) -> list[str]:
+    import psycopg
+    from aerich import Command
+    from tortoise import Tortoise
+
+    from app_schema.config import tortoise_config
+
+    config = tortoise_config(target.url(), target.schema)
+    lock = await psycopg.AsyncConnection.connect(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        dbname=target.database,
+        autocommit=True,
+    )
+    try:
+        await lock.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        if target.mode == "generate":
+            await Tortoise.init(config=config)
+            try:
+                await Tortoise.generate_schemas(safe=True)
+            finally:
+                await Tortoise.close_connections()
+            return ["generate_schemas"]
+        command = Command(tortoise_config=config, app=APP_LABEL, location=MIGRATIONS_LOCATION)
+        try:
+            async with command:
+                return await command.upgrade(run_in_transaction=True)
+        except Exception as exc:
+            after = await _applied(lock, target.schema)
+            # Aerich applies in order and records each in its own transaction: the first
+            # version still pending afterwards is the one that failed.
+            remaining = pending_migrations(after)
+            failed = remaining[0] if remaining else "unknown"
+            raise MigrationError(f"migration {failed} failed: {_one_line(exc)}") from exc
+    finally:
+        await lock.close()
+
+
+async def _applied(conn, schema: str) -> list[str]:
+    from psycopg import sql
+
+    exists = await (
+        await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.aerich",))
+    ).fetchone()
+    if not exists[0]:
+        return []
+    rows = await (
+        await conn.execute(
+            sql.SQL("SELECT version FROM {}.aerich WHERE app = %s").format(sql.Identifier(schema)),
+            (APP_LABEL,),
+        )
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def main() -> int:
+    """Child entry point: a Target as JSON on stdin; applied versions as JSON on stdout."""
+    target = Target(**json.loads(sys.stdin.readline()))
+    try:
+        applied = asyncio.run(_upgrade(target))
+    except MigrationError as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 1
+    except Exception as exc:  # the child reports every failure as one line
+        print(json.dumps({"error": _one_line(exc)}))
+        return 1
+    print(json.dumps({"applied": applied}))
+    return 0
+
+
+def target_json(target: Target) -> str:
+    return json.dumps(asdict(target)) + "\n"
+
+
+def model_tables() -> list[str]:
+    """The service's table names, from the models (prototype mode checks these exist)."""
+    import importlib
+
+    from tortoise.models import Model
+
+    from app_schema.config import MODEL_MODULES
+
+    tables = []
+    for module_name in MODEL_MODULES:
+        module = importlib.import_module(module_name)
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, Model)
+                and value is not Model
+                and value.__module__ == module_name
+                and not value._meta.abstract
+            ):
+                tables.append(value._meta.db_table or value.__name__.lower())
+    return sorted(tables)
+
+
+def run_child(target: Target, *, timeout: float = 3600) -> list[str]:
+    """Run the upgrade in a child process; return the applied versions or raise MigrationError."""
+    import os
+
+    from gevent import subprocess as gsubprocess
+
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = gsubprocess.run(
+        [sys.executable, "-m", "deploy.migrate"],
+        input=target_json(target),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=timeout,
+        check=False,
+    )
+    result: dict = {}
+    for line in reversed(proc.stdout.splitlines()):
+        try:
+            result = json.loads(line)
+            break
+        except json.JSONDecodeError:
+            continue
+    if proc.returncode != 0 or "applied" not in result:
+        detail = result.get("error") or (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MigrationError(detail)
+    return list(result["applied"])
+
+
+def run_upgrade(state, host, spec) -> bool:
+    """pyinfra callback: upgrade as the owner, through an SSH tunnel when the spec asks."""
+    from pyinfra import logger
+
+    from deploy.secrets import resolve
+
+    password = resolve(spec.passwords[spec.owner]).reveal()
+
+    def target(host_name: str, port: int) -> Target:
+        return Target(
+            host=host_name,
+            port=port,
+            user=spec.owner,
+            password=password,
+            database=spec.database,
+            schema=spec.schema_name,
+            mode=spec.schema_mode,
+        )
+
+    try:
+        if spec.tunnel:
+            from deploy.tunnel import forward
+
+            transport = host.connector.client.get_transport()
+            with forward(transport, spec.app_host, spec.app_port) as tunnel:
+                try:
+                    applied = run_child(target("127.0.0.1", tunnel.port))
+                except MigrationError as exc:
+                    if tunnel.errors:
+                        raise MigrationError(f"{exc} (SSH tunnel: {tunnel.errors[0]})") from exc
+                    raise
+        else:
+            applied = run_child(target(spec.app_host, spec.app_port))
+    except MigrationError as exc:
+        logger.error(f"{host.print_prefix}{exc}")
+        return False
+    for version in applied:
+        logger.info(f"{host.print_prefix}  applied {version}")
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""pyinfra operations: diff the spec against the catalog snapshot and yield only the SQL needed.
+
+Each operation reads the world through ``deploy.facts.snapshot`` (one query per run), asks
+``deploy.plan`` what to change, shows every item with its one-sentence description and SQL
+(passwords masked) while pyinfra prepares, and yields one psql command whose script arrives
+on stdin. When nothing is needed it says why, through ``host.noop``.
+
+    from deploy import operations
+    operations.provision(spec=spec, name="Provision roles, database, schema and privileges")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, StringCommand, operation
+from pyinfra.api.exceptions import OperationError
+
+from deploy.facts import connection_args, snapshot
+from deploy.gin import IndexPlanError, bookkeeping_items, gin_items
+from deploy.migrate import pending_migrations, run_upgrade
+from deploy.plan import Item, build_plan
+from deploy.secrets import Secret, resolve, verifier_matches
+from deploy.spec import Spec
+
+
+def announce(key: str, items: list[Item], *, show_sql: bool = True) -> None:
+    """Print the plan once per host and run (pyinfra may call a generator twice)."""
+    shown: set[str] = host.__dict__.setdefault("_pgprov_announced", set())
+    if key in shown:
+        return
+    shown.add(key)
+    for item in items:
+        logger.info(f"{host.print_prefix}  + {item.description}")
+        if show_sql:
+            for line in item.display.rstrip("\n").splitlines():
+                logger.info(f"{host.print_prefix}      {line}")
+
+
+def resolved_passwords(spec: Spec) -> dict[str, Secret]:
+    return {role: resolve(ref) for role, ref in spec.passwords.items() if role in spec.roles}
+
+
+def psql_command(spec: Spec, script: str, *, dbname: str | None = None) -> StringCommand:
+    args: dict[str, Any] = connection_args(host, spec, script, dbname=dbname)
+    command_line = args.pop("command_line")
+    return StringCommand(command_line, **args)
+
+
+@operation(is_idempotent=True)
+def provision(spec: Spec):
+    """Roles, database, schema, privileges, default privileges, search_path and hardening.
+
+    + spec: the validated environment (``deploy.spec.build_spec``)
+
+    .. code:: python
+
+        operations.provision(spec=spec, name="Provision hinfelaar_fastapi")
+    """
+    snap = snapshot(host, spec)
+    if snap is None:
+        raise OperationError(f"{spec.host}: could not read the catalog ({spec.admin.describe()})")
+    if snap.in_recovery:
+        raise OperationError(
+            f"{spec.host}: the server is a standby (in recovery); roles and grants come from "
+            "the primary through replication — point this host at the primary"
+        )
+    passwords = resolved_passwords(spec)
+    plan = build_plan(
+        spec,
+        snap,
+        verifier_for=lambda role: _verifier(passwords[role]),
+        password_matches=lambda role, stored: verifier_matches(passwords[role], stored),
+    )
+    if plan.empty:
+        host.noop(
+            f"database {spec.database}: roles, ownership, privileges and settings already as declared"
+        )
+        return
+    announce(f"provision:{spec.database}", plan.items)
+    yield psql_command(spec, plan.script())
+
+
+def _current(spec: Spec):
+    snap = snapshot(host, spec)
+    if snap is None:
+        raise OperationError(f"{spec.host}: could not read the catalog ({spec.admin.describe()})")
+    return snap
+
+
+def schema_work(spec: Spec) -> list[str]:
+    """What the schema step will do this run: pending migration files, or generate_schemas."""
+    snap = _current(spec)
+    if spec.schema_mode == "generate":
+        from deploy.migrate import model_tables
+
+        present = {r.name for r in snap.relations if r.schema == spec.schema_name}
+        missing = [t for t in model_tables() if t not in present]
+        return ["generate_schemas"] if missing else []
+    return pending_migrations(snap.migrations)
+
+
+@operation(is_idempotent=True)
+def migrate(spec: Spec):
+    """Bring schema ``app`` to the newest Aerich migration, as the migrator.
+
+    Pending versions come from the catalog snapshot (the ``aerich`` table) compared with the
+    migration files; with nothing pending neither Aerich nor Tortoise is started.
+
+    .. code:: python
+
+        operations.migrate(spec=spec, name="Apply migrations")
+    """
+    work = schema_work(spec)
+    if not work:
+        snap = _current(spec)
+        applied = len(snap.migrations or ())
+        if spec.schema_mode == "generate":
+            host.noop(f"schema {spec.schema_name}: every model table exists (prototype mode)")
+        else:
+            host.noop(f"schema {spec.schema_name}: all {applied} migrations applied")
+        return
+    if spec.schema_mode == "generate":
+        announce(
+            "migrate",
+            [Item("create missing tables with Tortoise generate_schemas (prototype mode)", "", "")],
+            show_sql=False,
+        )
+    else:
+        announce(
+            "migrate",
+            [Item(f"apply migration {name} as {spec.owner}", "", "") for name in work],
+            show_sql=False,
+        )
+    yield FunctionCommand(run_upgrade, (spec,), {})
+
+
+@operation(is_idempotent=True)
+def gin_index(spec: Spec):
+    """The JSONB GIN index on checklistresponse(answers) with the environment's operator class,
+    and the runtime's rights on the migrations' bookkeeping table taken back.
+
+    .. code:: python
+
+        operations.gin_index(spec=spec, name="JSONB GIN index")
+    """
+    snap = _current(spec)
+    work = schema_work(spec)
+    try:
+        items = [
+            *bookkeeping_items(spec, migrations_will_run=bool(work)),
+            *gin_items(spec, snap, table_will_exist=bool(work)),
+        ]
+    except IndexPlanError as exc:
+        raise OperationError(str(exc)) from None
+    if not items:
+        host.noop(
+            f"index {spec.schema_name}.idx_checklistresponse_answers_gin is valid and as declared"
+        )
+        return
+    announce("gin_index", items)
+    yield psql_command(spec, "".join(i.sql for i in items), dbname=spec.database)
+
+
+def _verifier(secret: Secret) -> str:
+    from deploy.secrets import scram_verifier
+
+    return scram_verifier(secret)

@@ -1,0 +1,331 @@
+"""The provisioning plan: spec + catalog snapshot -> the SQL items that close the difference.
+
+Pure decisions, no I/O: every item carries a one-sentence description, its exact SQL and a
+display form with secrets masked. A converged environment yields an empty plan.
+
+    plan = build_plan(spec, snapshot, verifiers)
+    plan.script()          # the psql script (stdin), one transaction per database
+    plan.items             # what `pyinfra --dry` shows
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from deploy.privileges import PUBLIC, Grant, current_grants, diff, wanted_grants
+from deploy.render import render
+from deploy.spec import Spec
+from deploy.state import RoleState, Snapshot
+
+# Constant advisory lock key shared by every pgprov deploy ("pgpr").
+LOCK_KEY = 0x70677072
+ATTRIBUTES = ("superuser", "createdb", "createrole", "replication", "bypassrls", "login", "inherit")
+
+
+@dataclass(frozen=True)
+class Item:
+    description: str
+    sql: str
+    display: str
+
+
+@dataclass
+class Plan:
+    """Items per phase: cluster-wide (roles), CREATE DATABASE, and the database transaction."""
+
+    spec: Spec
+    roles: list[Item] = field(default_factory=list)
+    create_database: list[Item] = field(default_factory=list)
+    database: list[Item] = field(default_factory=list)
+
+    @property
+    def items(self) -> list[Item]:
+        return [*self.roles, *self.create_database, *self.database]
+
+    @property
+    def empty(self) -> bool:
+        return not self.items
+
+    def script(self, *, mask: bool = False) -> str:
+        """The whole psql script; ``mask`` gives the display form (passwords redacted)."""
+
+        def body(items: list[Item]) -> str:
+            return "".join(item.display if mask else item.sql for item in items).rstrip("\n")
+
+        parts: list[str] = []
+        if self.roles:
+            parts.append(
+                render(
+                    "transaction.sql.j2",
+                    connect=None,
+                    lock_key=LOCK_KEY,
+                    set_role=None,
+                    body=body(self.roles),
+                )
+            )
+        if self.create_database:
+            parts.append(body(self.create_database) + "\n")
+        if self.database:
+            parts.append(
+                render(
+                    "transaction.sql.j2",
+                    connect=self.spec.database,
+                    lock_key=LOCK_KEY,
+                    set_role=None,
+                    body=body(self.database),
+                )
+            )
+        return "".join(parts)
+
+
+def make_item(description: str, template: str, **context: object) -> Item:
+    return Item(
+        description,
+        render(template, mask=False, **context),
+        render(template, mask=True, **context),
+    )
+
+
+def wanted_attributes(spec: Spec, role: str) -> dict[str, bool]:
+    createdb = spec.createdb and role == spec.owner
+    return {
+        "superuser": False,
+        "createdb": createdb,
+        "createrole": False,
+        "replication": False,
+        "bypassrls": False,
+        "login": True,
+        "inherit": True,
+    }
+
+
+def _keyword(attribute: str, value: bool) -> str:
+    return ("" if value else "NO") + attribute.upper()
+
+
+def role_items(
+    spec: Spec,
+    snap: Snapshot,
+    verifier_for: Callable[[str], str],
+    password_matches: Callable[[str, str | None], bool],
+) -> list[Item]:
+    """Create missing roles; align attributes both ways; passwords; revoke undeclared memberships."""
+    items: list[Item] = []
+    for name in spec.roles:
+        wanted = wanted_attributes(spec, name)
+        current: RoleState | None = snap.roles.get(name)
+        if current is None:
+            attrs = [_keyword(a, v) for a, v in wanted.items() if v]
+            role = {"name": name, "attributes": attrs, "verifier": verifier_for(name)}
+            items.append(
+                make_item(
+                    f"create role {name} ({', '.join(attrs)}) with a SCRAM-SHA-256 password",
+                    "roles.sql.j2",
+                    create=[role],
+                    alter=[],
+                    revoke_memberships=[],
+                    grant_memberships=[],
+                )
+            )
+            continue
+        changes = [_keyword(a, v) for a, v in wanted.items() if getattr(current, a) != v]
+        if changes:
+            role = {"name": name, "attributes": changes, "verifier": None}
+            items.append(
+                make_item(
+                    f"set {', '.join(changes)} on role {name}",
+                    "roles.sql.j2",
+                    create=[],
+                    alter=[role],
+                    revoke_memberships=[],
+                    grant_memberships=[],
+                )
+            )
+        if _needs_password(spec, snap, current, password_matches):
+            role = {"name": name, "attributes": [], "verifier": verifier_for(name)}
+            items.append(
+                make_item(
+                    f"set the password of role {name} (SCRAM-SHA-256 verifier)",
+                    "roles.sql.j2",
+                    create=[],
+                    alter=[role],
+                    revoke_memberships=[],
+                    grant_memberships=[],
+                )
+            )
+        for group in current.member_of:
+            items.append(
+                make_item(
+                    f"revoke undeclared membership of role {name} in {group}",
+                    "roles.sql.j2",
+                    create=[],
+                    alter=[],
+                    revoke_memberships=[{"role": group, "member": name}],
+                    grant_memberships=[],
+                )
+            )
+    return items
+
+
+def _needs_password(
+    spec: Spec,
+    snap: Snapshot,
+    role: RoleState,
+    password_matches: Callable[[str, str | None], bool],
+) -> bool:
+    if snap.passwords_readable:
+        return not password_matches(role.name, role.password)
+    if spec.password_update == "always":
+        return True
+    return not role.has_password
+
+
+def _normalise_path(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(part.strip().strip('"') for part in value.split(",") if part.strip())
+
+
+def setting_items(spec: Spec, snap: Snapshot) -> list[Item]:
+    items = []
+    for name in spec.roles:
+        role = snap.roles.get(name)
+        current = _normalise_path(role.setting(spec.database, "search_path")) if role else None
+        if current != spec.search_path:
+            setting = {
+                "role": name,
+                "database": spec.database,
+                "name": "search_path",
+                "value_list": list(spec.search_path),
+            }
+            items.append(
+                make_item(
+                    f"set search_path of role {name} in database {spec.database} to {', '.join(spec.search_path)}",
+                    "role_settings.sql.j2",
+                    set=[setting],
+                    reset=[],
+                )
+            )
+    return items
+
+
+def database_items(spec: Spec, snap: Snapshot) -> tuple[list[Item], list[Item]]:
+    """(CREATE DATABASE items, ownership items inside the database transaction)."""
+    if snap.database is None:
+        create = make_item(
+            f"create database {spec.database} owned by {spec.owner}",
+            "database.sql.j2",
+            create=True,
+            set_owner=False,
+            database=spec.database,
+            owner=spec.owner,
+        )
+        return [create], []
+    if snap.database.owner != spec.owner:
+        fix = make_item(
+            f"change the owner of database {spec.database} from {snap.database.owner} to {spec.owner}",
+            "database.sql.j2",
+            create=False,
+            set_owner=True,
+            database=spec.database,
+            owner=spec.owner,
+        )
+        return [], [fix]
+    return [], []
+
+
+def schema_items(spec: Spec, snap: Snapshot) -> list[Item]:
+    schema = snap.schemas.get(spec.schema_name)
+    context = {"schema": spec.schema_name, "owner": spec.owner, "relation_owners": []}
+    items = []
+    if schema is None:
+        items.append(
+            make_item(
+                f"create schema {spec.schema_name} owned by {spec.owner}",
+                "schema.sql.j2",
+                create=True,
+                set_owner=False,
+                **context,
+            )
+        )
+    elif schema.owner != spec.owner:
+        items.append(
+            make_item(
+                f"change the owner of schema {spec.schema_name} from {schema.owner} to {spec.owner}",
+                "schema.sql.j2",
+                create=False,
+                set_owner=True,
+                **context,
+            )
+        )
+    for rel in snap.relations:
+        # Sequences follow their table (OWNED BY); a table handed over takes them along.
+        if rel.schema == spec.schema_name and rel.kind == "table" and rel.owner != spec.owner:
+            items.append(
+                make_item(
+                    f"change the owner of table {rel.schema}.{rel.name} from {rel.owner} to {spec.owner}",
+                    "schema.sql.j2",
+                    create=False,
+                    set_owner=False,
+                    schema=spec.schema_name,
+                    owner=spec.owner,
+                    relation_owners=[rel],
+                )
+            )
+    return items
+
+
+def grant_items(spec: Spec, snap: Snapshot) -> list[Item]:
+    to_revoke, to_grant = diff(wanted_grants(spec, snap), current_grants(spec, snap))
+    items = []
+    for grants, verb in ((to_revoke, "revoke"), (to_grant, "grant")):
+        for grant in grants:
+            items.append(_grant_item(grant, verb))
+    return items
+
+
+def _grant_item(grant: Grant, verb: str) -> Item:
+    lists = {
+        "revoke": [grant] if verb == "revoke" else [],
+        "grant": [grant] if verb == "grant" else [],
+    }
+    if grant.object_type == "DEFAULT":
+        return make_item(f"{verb} {grant.describe()}", "default_privileges.sql.j2", **lists)
+    if grant.grantee == PUBLIC:
+        what = "loses" if verb == "revoke" else "keeps"
+        return make_item(
+            f"PUBLIC {what} {grant.privilege} on {grant.object_type.lower()} {'.'.join(grant.target)}",
+            "hardening.sql.j2",
+            **lists,
+        )
+    return make_item(f"{verb} {grant.describe()}", "privileges.sql.j2", **lists)
+
+
+def build_plan(
+    spec: Spec,
+    snap: Snapshot,
+    verifier_for: Callable[[str], str],
+    password_matches: Callable[[str, str | None], bool],
+) -> Plan:
+    """Everything the environment needs, in the order PostgreSQL needs it."""
+    plan = Plan(spec=spec)
+    plan.roles = role_items(spec, snap, verifier_for, password_matches)
+    plan.create_database, owner_fix = database_items(spec, snap)
+    plan.database = [
+        *owner_fix,
+        *setting_items(spec, snap),
+        *schema_items(spec, snap),
+        *grant_items(spec, snap),
+    ]
+    return plan
+
+
+def verifiers_from(secrets: Mapping[str, object]) -> Callable[[str], str]:
+    """A verifier factory over resolved secrets (role name -> Secret)."""
+    from deploy.secrets import scram_verifier
+
+    def verifier_for(role: str) -> str:
+        return scram_verifier(secrets[role])  # type: ignore[arg-type]
+
+    return verifier_for

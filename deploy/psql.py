@@ -1,0 +1,105 @@
+"""How psql is started on the target: one command line, SQL on stdin, no secret in argv.
+
+The admin connection is bundled in one value (``AdminConnection``) instead of five
+``psql_*`` arguments repeated on every call. On the controller itself (pyinfra ``@local``)
+psql inherits PGPASSWORD/PGPASSFILE from our environment. On a remote target the password,
+when one is needed, travels as the first line of stdin: a tiny ``sh`` prologue reads it into
+PGPASSWORD and execs psql, which then reads the script from the rest of stdin — nothing
+secret is in argv, in a file, or in pyinfra's output.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+from deploy.secrets import Secret, SecretError, resolve
+from deploy.spec import AdminConnection
+
+PSQL_FLAGS = ("-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1")
+
+
+def psql_argv(
+    admin: AdminConnection, *, dbname: str | None = None, psql: str = "psql"
+) -> list[str]:
+    """psql's argv: connection parameters and flags only; the script comes on stdin."""
+    argv = [psql, *PSQL_FLAGS]
+    if admin.host:
+        argv += ["-h", admin.host]
+    argv += ["-p", str(admin.port)]
+    if admin.user:
+        argv += ["-U", admin.user]
+    argv += ["-d", dbname or admin.dbname, "-f", "-"]
+    return argv
+
+
+def shell_command(
+    admin: AdminConnection, *, password_on_stdin: bool, dbname: str | None = None
+) -> str:
+    """The shell command line pyinfra runs on the target."""
+    argv = " ".join(shlex.quote(part) for part in psql_argv(admin, dbname=dbname))
+    if not password_on_stdin:
+        return argv
+    return f"sh -c {shlex.quote('IFS= read -r PGPASSWORD && export PGPASSWORD && exec ' + argv)}"
+
+
+def stdin_for(script: str, password: Secret | None) -> str:
+    """What psql's stdin receives: the password line first when the prologue expects it."""
+    if password is None:
+        return script
+    value = password.reveal()
+    if "\n" in value or "\r" in value:
+        raise SecretError("the admin password contains a line break, which cannot be sent on stdin")
+    return value + "\n" + script
+
+
+def passfile_password(
+    host: str | None, port: int, dbname: str, user: str | None, passfile: str | None
+) -> Secret | None:
+    """The password libpq would pick from a .pgpass file (first matching line), or None."""
+    path = Path(passfile or os.path.expanduser("~/.pgpass"))
+    if not path.is_file():
+        return None
+    wanted = [host or "localhost", str(port), dbname, user or os.environ.get("USER", "")]
+    for line in path.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        fields = _split_pgpass(line)
+        if len(fields) != 5:
+            continue
+        if all(f == "*" or f == w for f, w in zip(fields[:4], wanted, strict=True)):
+            return Secret(fields[4])
+    return None
+
+
+def _split_pgpass(line: str) -> list[str]:
+    fields, current, escape = [], [], False
+    for char in line:
+        if escape:
+            current.append(char)
+            escape = False
+        elif char == "\\":
+            escape = True
+        elif char == ":":
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    fields.append("".join(current))
+    return fields
+
+
+def admin_password(admin: AdminConnection, env: Mapping[str, str] | None = None) -> Secret | None:
+    """The admin password as the controller knows it: the spec's reference, PGPASSWORD, or PGPASSFILE."""
+    env = os.environ if env is None else env
+    if admin.sudo_user:
+        return None
+    if admin.password is not None:
+        return resolve(admin.password, env)
+    if env.get("PGPASSWORD"):
+        return Secret(env["PGPASSWORD"])
+    return passfile_password(
+        admin.host, admin.port, admin.dbname, admin.user, env.get("PGPASSFILE")
+    )

@@ -1,0 +1,244 @@
+"""The validated model of one environment's database; all input validation lives here.
+
+A spec is built from one host's inventory data (plain keys prefixed ``pg_``) and knows
+nothing of pyinfra. Invalid input raises ``SpecError`` with one line naming the inventory,
+the host and the field:
+
+    spec = build_spec(host.data.dict(), inventory="inventories/staging.py", host="db1")
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from deploy.secrets import SecretError, SecretRef, parse_secret_ref
+
+IDENT_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+LITERAL_PASSWORD_ENVIRONMENTS = frozenset({"local", "dev"})
+PROTECTED_ENVIRONMENTS = frozenset({"staging", "production"})
+DEFAULT_DATABASE = "hinfelaar_fastapi"
+DEFAULT_SCHEMA = "app"
+DEFAULT_MIGRATOR = "app_migrator"
+DEFAULT_RUNTIME = "app_runtime"
+DEFAULT_APP_USER = "hinfelaar_fastapi_db_user"
+GIN_INDEX = "idx_checklistresponse_answers_gin"
+GIN_TABLE = "checklistresponse"
+GIN_COLUMN = "answers"
+RESERVED_ROLES = frozenset({"public", "postgres", "none", "current_user", "session_user"})
+
+
+class SpecError(ValueError):
+    """Invalid environment input; the message is one line naming the field."""
+
+
+def _identifier(value: str) -> str:
+    if not isinstance(value, str) or not IDENT_PATTERN.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid identifier "
+            "(lowercase letters, digits and _, not starting with a digit, at most 63 bytes)"
+        )
+    return value
+
+
+def _role_name(value: str) -> str:
+    _identifier(value)
+    if value in RESERVED_ROLES or value.startswith("pg_"):
+        raise ValueError(f"{value!r} is a reserved role name")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
+RoleName = Annotated[str, AfterValidator(_role_name)]
+
+
+class AdminConnection(BaseModel):
+    """How psql on the target reaches the server as an administrator.
+
+    Either libpq parameters (host, port, user; the password comes from the controller's
+    PGPASSWORD/PGPASSFILE or ``password``), or ``sudo_user`` peer authentication on the
+    target's unix socket (``host`` is then the socket directory, or None for the default).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    host: str | None = None
+    port: int = Field(default=5432, ge=1, le=65535)
+    user: str | None = None
+    dbname: Identifier = "postgres"
+    sudo_user: str | None = None
+    password: SecretRef | None = None
+
+    def describe(self) -> str:
+        where = f"{self.host or 'local socket'}:{self.port}"
+        who = f"sudo -u {self.sudo_user} (peer)" if self.sudo_user else self.user or "libpq default"
+        return f"{who} at {where}"
+
+
+class Spec(BaseModel):
+    """One environment's database, as declared."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    inventory: str
+    host: str
+    environment: Identifier
+    profile: Literal["split", "single_user"]
+    database: Identifier = DEFAULT_DATABASE
+    schema_name: Identifier = DEFAULT_SCHEMA
+    migrator: RoleName = DEFAULT_MIGRATOR
+    runtime: RoleName = DEFAULT_RUNTIME
+    app_user: RoleName = DEFAULT_APP_USER
+    passwords: dict[str, SecretRef] = Field(default_factory=dict)
+    password_update: Literal["on_create", "always"] = "on_create"
+    runtime_can_create: bool = False
+    createdb: bool = False
+    gin_opclass: Literal["jsonb_ops", "jsonb_path_ops"] = "jsonb_ops"
+    schema_mode: Literal["migrate", "generate"] = "migrate"
+    admin: AdminConnection = Field(default_factory=AdminConnection)
+    app_host: str = "127.0.0.1"
+    app_port: int = Field(default=5432, ge=1, le=65535)
+    tunnel: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Spec:
+        names = self.roles
+        if len(set(names)) != len(names):
+            raise ValueError(f"roles: the managed roles must differ ({', '.join(names)})")
+        if self.profile == "split" and self.createdb:
+            raise ValueError("createdb: only the single_user profile may have CREATEDB")
+        return self
+
+    @property
+    def owner(self) -> str:
+        """The role that owns the database, the schema and every table in it."""
+        return self.migrator if self.profile == "split" else self.app_user
+
+    @property
+    def roles(self) -> list[str]:
+        """The login roles this environment manages, owner first."""
+        return [self.migrator, self.runtime] if self.profile == "split" else [self.app_user]
+
+    @property
+    def search_path(self) -> tuple[str, ...]:
+        return (self.schema_name, "public")
+
+    @property
+    def runtime_role(self) -> str | None:
+        return self.runtime if self.profile == "split" else None
+
+
+# host data key -> Spec field; everything an inventory may say, and nothing else.
+HOST_KEYS: dict[str, str] = {
+    "pg_environment": "environment",
+    "pg_profile": "profile",
+    "pg_database": "database",
+    "pg_schema": "schema_name",
+    "pg_migrator": "migrator",
+    "pg_runtime": "runtime",
+    "pg_app_user": "app_user",
+    "pg_password_update": "password_update",
+    "pg_runtime_can_create": "runtime_can_create",
+    "pg_createdb": "createdb",
+    "pg_gin_opclass": "gin_opclass",
+    "pg_schema_mode": "schema_mode",
+    "pg_app_host": "app_host",
+    "pg_app_port": "app_port",
+    "pg_tunnel": "tunnel",
+}
+PASSWORD_KEYS = {
+    "pg_migrator_password": "migrator",
+    "pg_runtime_password": "runtime",
+    "pg_app_user_password": "app_user",
+}
+ADMIN_KEYS = {
+    "pg_admin_host": "host",
+    "pg_admin_port": "port",
+    "pg_admin_user": "user",
+    "pg_admin_database": "dbname",
+    "pg_admin_sudo_user": "sudo_user",
+    "pg_admin_password": "password",
+}
+OTHER_KEYS = {"pg_inventory"}
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    reverse = {v: k for k, v in HOST_KEYS.items()}
+    if loc and loc[0] == "admin" and len(loc) > 1:
+        return {v: k for k, v in ADMIN_KEYS.items()}.get(str(loc[1]), f"admin.{loc[1]}")
+    return reverse.get(str(loc[0]), str(loc[0])) if loc else "spec"
+
+
+def build_spec(data: Mapping[str, Any], *, inventory: str, host: str) -> Spec:
+    """Validate one host's ``pg_*`` data into a Spec, or raise one-line ``SpecError``."""
+
+    def fail(field: str, message: str) -> SpecError:
+        return SpecError(f"{inventory}: host {host}: {field}: {message}")
+
+    unknown = sorted(
+        key
+        for key in data
+        if key.startswith("pg_")
+        and key not in HOST_KEYS
+        and key not in PASSWORD_KEYS
+        and key not in ADMIN_KEYS
+        and key not in OTHER_KEYS
+    )
+    if unknown:
+        raise fail(unknown[0], "unknown setting (typo?)")
+    values: dict[str, Any] = {
+        field: data[key] for key, field in HOST_KEYS.items() if data.get(key) is not None
+    }
+    if "pg_profile" not in data:
+        raise fail("pg_profile", "missing (split or single_user)")
+    if "pg_environment" not in data:
+        raise fail("pg_environment", "missing (local, dev, staging, production, ...)")
+    environment = str(data["pg_environment"])
+    allow_literal = environment in LITERAL_PASSWORD_ENVIRONMENTS
+
+    role_field = {"migrator": "migrator", "runtime": "runtime", "app_user": "app_user"}
+    defaults = {
+        "migrator": DEFAULT_MIGRATOR,
+        "runtime": DEFAULT_RUNTIME,
+        "app_user": DEFAULT_APP_USER,
+    }
+    passwords: dict[str, SecretRef] = {}
+    for key, which in PASSWORD_KEYS.items():
+        raw = data.get(key)
+        if raw is None:
+            continue
+        role = str(values.get(role_field[which], defaults[which]))
+        try:
+            passwords[role] = parse_secret_ref(str(raw), allow_literal=allow_literal)
+        except SecretError as exc:
+            raise fail(key, str(exc)) from None
+    values["passwords"] = passwords
+
+    admin: dict[str, Any] = {}
+    for key, field in ADMIN_KEYS.items():
+        raw = data.get(key)
+        if raw is None or raw == "":
+            continue
+        if field == "password":
+            try:
+                admin[field] = parse_secret_ref(str(raw), allow_literal=allow_literal)
+            except SecretError as exc:
+                raise fail(key, str(exc)) from None
+        else:
+            admin[field] = raw
+    values["admin"] = admin
+
+    try:
+        spec = Spec(inventory=inventory, host=host, **values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise fail(_field_of(tuple(error.get("loc", ()))), message) from None
+    for key, which in PASSWORD_KEYS.items():
+        role = getattr(spec, which)
+        if role in spec.roles and role not in spec.passwords:
+            raise fail(key, f"missing for role {role} (env:VARIABLE or file:/path)")
+    return spec

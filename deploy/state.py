@@ -1,0 +1,195 @@
+"""Typed catalog state: what the snapshot query (sql_templates/inspect.sql.j2) returned.
+
+Plain frozen dataclasses, parsed from the JSON lines psql prints; a database that does not
+exist yet is a valid state (``database is None``, no schemas, no relations).
+
+    snapshot = Snapshot.parse(['{"cluster": {...}}', '{"roles": [...]}', ...])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+class SnapshotError(ValueError):
+    """The snapshot output could not be understood."""
+
+
+@dataclass(frozen=True, order=True)
+class AclEntry:
+    grantee: str  # a role name, or "PUBLIC"
+    privilege: str  # SELECT, CONNECT, TEMPORARY, ...
+    grantable: bool = False
+
+    @classmethod
+    def parse_list(cls, rows: Iterable[list]) -> tuple[AclEntry, ...]:
+        return tuple(sorted(cls(str(g), str(p), bool(o)) for g, p, o in rows))
+
+
+@dataclass(frozen=True)
+class RoleState:
+    name: str
+    superuser: bool = False
+    createdb: bool = False
+    createrole: bool = False
+    replication: bool = False
+    bypassrls: bool = False
+    login: bool = True
+    inherit: bool = True
+    connection_limit: int = -1
+    has_password: bool = False
+    member_of: tuple[str, ...] = ()
+    # database name ("" for all databases) -> settings such as "search_path=app, public"
+    settings: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    password: str | None = None  # the stored verifier, when pg_authid was readable
+
+    def setting(self, database: str, name: str) -> str | None:
+        for item in self.settings.get(database, ()):
+            key, _, value = item.partition("=")
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    name: str
+    owner: str
+    acl: tuple[AclEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    name: str
+    owner: str
+    acl: tuple[AclEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class RelationState:
+    schema: str
+    name: str
+    kind: str  # "table" or "sequence"
+    owner: str
+    acl: tuple[AclEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class DefaultAclState:
+    role: str  # FOR ROLE
+    schema: str | None  # None: the role's global default privileges
+    objtype: str  # r (tables), S (sequences), f (functions), T (types), n (schemas)
+    acl: tuple[AclEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexState:
+    name: str
+    table: str
+    definition: str
+    valid: bool
+    opclasses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    server_version_num: int
+    in_recovery: bool
+    current_user: str
+    is_superuser: bool
+    can_create_role: bool
+    passwords_readable: bool
+    roles: dict[str, RoleState]
+    database: DatabaseState | None
+    schemas: dict[str, SchemaState] = field(default_factory=dict)
+    relations: tuple[RelationState, ...] = ()
+    default_acls: tuple[DefaultAclState, ...] = ()
+    indexes: dict[str, IndexState] = field(default_factory=dict)
+    gin_table_exists: bool = False
+    migrations: tuple[str, ...] | None = None  # None: no aerich table yet
+
+    @property
+    def major(self) -> int:
+        return self.server_version_num // 10000
+
+    def relation(self, schema: str, name: str) -> RelationState | None:
+        for rel in self.relations:
+            if rel.schema == schema and rel.name == name:
+                return rel
+        return None
+
+    @classmethod
+    def parse(cls, lines: Iterable[str]) -> Snapshot:
+        sections: dict[str, object] = {}
+        for line in lines:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                sections.update(json.loads(line))
+            except (json.JSONDecodeError, TypeError, ValueError) as exc:
+                raise SnapshotError(f"unexpected catalog output: {line[:120]!r}") from exc
+        if "cluster" not in sections or "roles" not in sections:
+            raise SnapshotError("catalog output is incomplete (no cluster or roles section)")
+        cluster = sections["cluster"]
+        passwords = sections.get("passwords")
+        roles: dict[str, RoleState] = {}
+        for raw in sections["roles"]:  # type: ignore[attr-defined]
+            settings: dict[str, tuple[str, ...]] = {}
+            for item in raw.pop("settings"):
+                settings[item["database"] or ""] = tuple(item["config"] or ())
+            member_of = tuple(raw.pop("member_of"))
+            raw.pop("admin_grantable_by_me", None)
+            password = passwords.get(raw["name"]) if isinstance(passwords, dict) else None
+            roles[raw["name"]] = RoleState(
+                **raw, member_of=member_of, settings=settings, password=password
+            )
+        db_raw = sections.get("database")
+        database = (
+            DatabaseState(db_raw["name"], db_raw["owner"], AclEntry.parse_list(db_raw["acl"]))
+            if isinstance(db_raw, dict)
+            else None
+        )
+        schemas = {
+            s["name"]: SchemaState(s["name"], s["owner"], AclEntry.parse_list(s["acl"]))
+            for s in sections.get("schemas", [])  # type: ignore[union-attr]
+        }
+        relations = tuple(
+            RelationState(
+                r["schema"], r["name"], r["kind"], r["owner"], AclEntry.parse_list(r["acl"])
+            )
+            for r in sections.get("relations", [])  # type: ignore[union-attr]
+        )
+        default_acls = tuple(
+            DefaultAclState(d["role"], d["schema"], d["objtype"], AclEntry.parse_list(d["acl"]))
+            for d in sections.get("default_acls", [])  # type: ignore[union-attr]
+        )
+        indexes = {
+            i["name"]: IndexState(
+                i["name"],
+                i["table"],
+                i["definition"],
+                bool(i["valid"]),
+                tuple(i["opclasses"] or ()),
+            )
+            for i in sections.get("indexes", [])  # type: ignore[union-attr]
+        }
+        migrations = sections.get("migrations")
+        return cls(
+            server_version_num=int(cluster["server_version_num"]),  # type: ignore[index]
+            in_recovery=bool(cluster["in_recovery"]),  # type: ignore[index]
+            current_user=str(cluster["current_user"]),  # type: ignore[index]
+            is_superuser=bool(cluster["is_superuser"]),  # type: ignore[index]
+            can_create_role=bool(cluster["can_create_role"]),  # type: ignore[index]
+            passwords_readable=isinstance(passwords, dict),
+            roles=roles,
+            database=database,
+            schemas=schemas,
+            relations=relations,
+            default_acls=default_acls,
+            indexes=indexes,
+            gin_table_exists=bool(sections.get("gin_table_exists", False)),
+            migrations=tuple(migrations) if isinstance(migrations, list) else None,  # type: ignore[arg-type]
+        )
