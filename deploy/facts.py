@@ -12,6 +12,7 @@ converged deploy must cost exactly one round trip.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from pyinfra.api import FactBase
@@ -22,7 +23,7 @@ from deploy.render import render
 from deploy.spec import GIN_INDEX, GIN_TABLE, Spec
 from deploy.state import Snapshot, SnapshotError
 
-_CACHE_ATTR = "_pgprov_snapshots"
+_RUN_MEMORY: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 class CatalogSnapshot(FactBase):
@@ -81,9 +82,15 @@ def connection_args(
     return args
 
 
+def run_memory(host: Any, name: str, factory: Any) -> Any:
+    """Per-host, per-run memory (a run has its own Host objects; pyinfra's ``host`` is a proxy)."""
+    real = host._get_module() if hasattr(host, "_get_module") else host
+    return _RUN_MEMORY.setdefault(real, {}).setdefault(name, factory())
+
+
 def snapshot(host: Any, spec: Spec, *, refresh: bool = False) -> Snapshot | None:
     """The host's snapshot for this run (queried once; ``refresh`` forces a new query)."""
-    cache: dict[str, Snapshot | None] = host.__dict__.setdefault(_CACHE_ATTR, {})
+    cache: dict[str, Snapshot | None] = run_memory(host, "snapshots", dict)
     if refresh or spec.database not in cache:
         args = connection_args(host, spec, inspect_script(spec))
         cache[spec.database] = host.get_fact(CatalogSnapshot, **args)

@@ -17,7 +17,7 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.exceptions import OperationError
 
-from deploy.facts import connection_args, snapshot
+from deploy.facts import connection_args, run_memory, snapshot
 from deploy.gin import IndexPlanError, bookkeeping_items, gin_items
 from deploy.migrate import pending_migrations, run_upgrade
 from deploy.plan import Item, build_plan
@@ -27,7 +27,7 @@ from deploy.spec import Spec
 
 def announce(key: str, items: list[Item], *, show_sql: bool = True) -> None:
     """Print the plan once per host and run (pyinfra may call a generator twice)."""
-    shown: set[str] = host.__dict__.setdefault("_pgprov_announced", set())
+    shown: set[str] = run_memory(host, "announced", set)
     if key in shown:
         return
     shown.add(key)

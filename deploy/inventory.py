@@ -1,0 +1,67 @@
+"""Reading an inventory file outside pyinfra's CLI: hosts, their data, and their specs.
+
+The audit, the URL printer and ``make reset`` need an environment's specs without running a
+deploy. Inventories here are plain pyinfra inventory files: module-level lists of hosts,
+each a name or a ``(name, data)`` tuple, optionally grouped as ``(hosts, group_data)``.
+
+    for name, spec in load_specs("inventories/staging.py"): ...
+"""
+
+from __future__ import annotations
+
+import runpy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from deploy.spec import Spec, build_spec
+
+
+class InventoryError(ValueError):
+    """The inventory file cannot be read."""
+
+
+def _hosts_of(value: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    group_data: dict[str, Any] = {}
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+        value, group_data = value
+    if not isinstance(value, list):
+        return
+    for entry in value:
+        if isinstance(entry, str):
+            yield entry, dict(group_data)
+        elif isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict):
+            yield entry[0], {**group_data, **entry[1]}
+
+
+def load_hosts(path: str | Path, limit: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Every (host, data) in the file, once, in order; ``limit`` keeps one host or group."""
+    path = Path(path)
+    if not path.is_file():
+        raise InventoryError(f"{path}: no such inventory file")
+    namespace = runpy.run_path(str(path))
+    seen: dict[str, dict[str, Any]] = {}
+    groups: dict[str, list[str]] = {}
+    for key, value in namespace.items():
+        if key.startswith("_"):
+            continue
+        for name, data in _hosts_of(value):
+            seen.setdefault(name, {}).update(data)
+            groups.setdefault(key, []).append(name)
+    if not seen:
+        raise InventoryError(f"{path}: defines no hosts")
+    if limit:
+        keep = set(groups.get(limit, [])) or {limit}
+        seen = {k: v for k, v in seen.items() if k in keep}
+        if not seen:
+            raise InventoryError(f"{path}: --limit {limit} matches no host or group")
+    return list(seen.items())
+
+
+def load_specs(path: str | Path, limit: str | None = None) -> list[tuple[str, Spec]]:
+    """Validated specs for every host (SpecError on the first invalid one)."""
+    specs = []
+    for name, data in load_hosts(path, limit):
+        data.setdefault("pg_inventory", str(path))
+        specs.append((name, build_spec(data, inventory=str(data["pg_inventory"]), host=name)))
+    return specs
