@@ -93,5 +93,6 @@ def snapshot(host: Any, spec: Spec, *, refresh: bool = False) -> Snapshot | None
     cache: dict[str, Snapshot | None] = run_memory(host, "snapshots", dict)
     if refresh or spec.database not in cache:
         args = connection_args(host, spec, inspect_script(spec))
-        cache[spec.database] = host.get_fact(CatalogSnapshot, **args)
+        # Errors are ours to report (one line, this host only): pyinfra has printed psql's.
+        cache[spec.database] = host.get_fact(CatalogSnapshot, _ignore_errors=True, **args)
     return cache[spec.database]

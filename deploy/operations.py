@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyinfra import host, logger
+from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
-from pyinfra.api.exceptions import OperationError
+from pyinfra.api.state import StateStage
 
 from deploy.facts import connection_args, run_memory, snapshot
 from deploy.gin import IndexPlanError, bookkeeping_items, gin_items
@@ -38,6 +38,21 @@ def announce(key: str, items: list[Item], *, show_sql: bool = True) -> None:
                 logger.info(f"{host.print_prefix}      {line}")
 
 
+def _fail(state, host, message: str) -> bool:
+    host.log_styled(message, fg="red", log_func=logger.error)
+    return False
+
+
+def failure(key: str, message: str) -> FunctionCommand:
+    """A command that fails this host's operation with one clear line (and says so in plans)."""
+    shown: set[str] = run_memory(host, "failures", set)
+    if key not in shown and state.current_stage == StateStage.Prepare:
+        # Plans (--dry) never execute the command: say it now.
+        shown.add(key)
+        host.log_styled(message, fg="red", log_func=logger.error)
+    return FunctionCommand(_fail, (message,), {})
+
+
 def resolved_passwords(spec: Spec) -> dict[str, Secret]:
     return {role: resolve(ref) for role, ref in spec.passwords.items() if role in spec.roles}
 
@@ -58,14 +73,10 @@ def provision(spec: Spec):
 
         operations.provision(spec=spec, name="Provision hinfelaar_fastapi")
     """
-    snap = snapshot(host, spec)
-    if snap is None:
-        raise OperationError(f"{spec.host}: could not read the catalog ({spec.admin.describe()})")
-    if snap.in_recovery:
-        raise OperationError(
-            f"{spec.host}: the server is a standby (in recovery); roles and grants come from "
-            "the primary through replication — point this host at the primary"
-        )
+    snap, problem = _current(spec)
+    if problem:
+        yield failure("catalog", problem)
+        return
     passwords = resolved_passwords(spec)
     plan = build_plan(
         spec,
@@ -82,16 +93,21 @@ def provision(spec: Spec):
     yield psql_command(spec, plan.script())
 
 
-def _current(spec: Spec):
+def _current(spec: Spec) -> tuple[Any, str | None]:
+    """(snapshot, None), or (None, the one line that stops this host)."""
     snap = snapshot(host, spec)
     if snap is None:
-        raise OperationError(f"{spec.host}: could not read the catalog ({spec.admin.describe()})")
-    return snap
+        return None, f"cannot read the catalog as {spec.admin.describe()} (psql's error is above)"
+    if snap.in_recovery:
+        return None, (
+            "the server is a standby (pg_is_in_recovery); roles and grants come from the "
+            "primary through replication: point this host at the primary"
+        )
+    return snap, None
 
 
-def schema_work(spec: Spec) -> list[str]:
+def schema_work(spec: Spec, snap: Any) -> list[str]:
     """What the schema step will do this run: pending migration files, or generate_schemas."""
-    snap = _current(spec)
     if spec.schema_mode == "generate":
         from deploy.migrate import model_tables
 
@@ -112,9 +128,12 @@ def migrate(spec: Spec):
 
         operations.migrate(spec=spec, name="Apply migrations")
     """
-    work = schema_work(spec)
+    snap, problem = _current(spec)
+    if problem:
+        yield failure("catalog", problem)
+        return
+    work = schema_work(spec, snap)
     if not work:
-        snap = _current(spec)
         applied = len(snap.migrations or ())
         if spec.schema_mode == "generate":
             host.noop(f"schema {spec.schema_name}: every model table exists (prototype mode)")
@@ -145,15 +164,19 @@ def gin_index(spec: Spec):
 
         operations.gin_index(spec=spec, name="JSONB GIN index")
     """
-    snap = _current(spec)
-    work = schema_work(spec)
+    snap, problem = _current(spec)
+    if problem:
+        yield failure("catalog", problem)
+        return
+    work = schema_work(spec, snap)
     try:
         items = [
             *bookkeeping_items(spec, migrations_will_run=bool(work)),
             *gin_items(spec, snap, table_will_exist=bool(work)),
         ]
     except IndexPlanError as exc:
-        raise OperationError(str(exc)) from None
+        yield failure("gin", str(exc))
+        return
     if not items:
         host.noop(
             f"index {spec.schema_name}.idx_checklistresponse_answers_gin is valid and as declared"

@@ -66,10 +66,11 @@ class Server:
     def connect(self, dbname: str = "postgres", **kwargs) -> psycopg.Connection:
         return psycopg.connect(self.dsn(dbname), autocommit=True, **kwargs)
 
-    def finish(self) -> Server:
+    def finish(self, directory: Path | None = None) -> Server:
+        """Read the server's major version; write a passfile (in ``directory`` if given)."""
         with self.connect() as conn:
             self.major = conn.info.server_version // 10000
-        fd, name = tempfile.mkstemp(prefix="pgprov-pgpass-")
+        fd, name = tempfile.mkstemp(prefix="pgprov-pgpass-", dir=directory)
         with os.fdopen(fd, "w") as fh:
             fh.write(f"{self.host}:{self.port}:*:{self.superuser}:{self.password}\n")
         self.passfile = Path(name)
@@ -91,7 +92,7 @@ def choose_backend() -> str:
     if os.environ.get("PGPROV_REQUIRE_CONTAINERS") == "1":
         raise BackendUnavailable(
             "PGPROV_REQUIRE_CONTAINERS=1 but no Docker-compatible engine answers "
-            "(run tests/containers/setup.sh and export its DOCKER_HOST)"
+            "(run `bash tests/containers/setup.sh` and `source .cache/podman/env.sh`)"
         )
     return "local"
 
@@ -127,7 +128,7 @@ def local_server(
             superuser=cluster.superuser,
             password=cluster.password,
             cluster=cluster,
-        ).finish()
+        ).finish(Path(cluster.base))
     finally:
         cluster.destroy()
         with contextlib.suppress(OSError):
@@ -137,6 +138,16 @@ def local_server(
 @contextlib.contextmanager
 def open_server() -> Iterator[Server]:
     """The session's server, from the chosen backend; stopped when the block ends."""
+    with _open_server() as server:
+        try:
+            yield server
+        finally:
+            if server.passfile.name:
+                server.passfile.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _open_server() -> Iterator[Server]:
     backend = choose_backend()
     if backend == "local":
         with local_server(os.environ.get("PGPROV_TEST_PG") or None) as server:
