@@ -10,10 +10,10 @@ display form with secrets masked. A converged environment yields an empty plan.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from deploy.privileges import PUBLIC, Grant, current_grants, diff, wanted_grants
+from deploy.privileges import PUBLIC, GrantGroup, current_grants, diff, group, wanted_grants
 from deploy.render import render
 from deploy.spec import Spec
 from deploy.state import RoleState, Snapshot
@@ -154,14 +154,14 @@ def role_items(
                     grant_memberships=[],
                 )
             )
-        for group in current.member_of:
+        for parent in current.member_of:
             items.append(
                 make_item(
-                    f"revoke undeclared membership of role {name} in {group}",
+                    f"revoke undeclared membership of role {name} in {parent}",
                     "roles.sql.j2",
                     create=[],
                     alter=[],
-                    revoke_memberships=[{"role": group, "member": name}],
+                    revoke_memberships=[{"role": parent, "member": name}],
                     grant_memberships=[],
                 )
             )
@@ -277,15 +277,15 @@ def schema_items(spec: Spec, snap: Snapshot) -> list[Item]:
 
 
 def grant_items(spec: Spec, snap: Snapshot) -> list[Item]:
+    """Revokes first, then grants; one statement per object and grantee."""
     to_revoke, to_grant = diff(wanted_grants(spec, snap), current_grants(spec, snap))
-    items = []
-    for grants, verb in ((to_revoke, "revoke"), (to_grant, "grant")):
-        for grant in grants:
-            items.append(_grant_item(grant, verb))
-    return items
+    return [
+        *(_grant_item(g, "revoke") for g in group(to_revoke)),
+        *(_grant_item(g, "grant") for g in group(to_grant)),
+    ]
 
 
-def _grant_item(grant: Grant, verb: str) -> Item:
+def _grant_item(grant: GrantGroup, verb: str) -> Item:
     lists = {
         "revoke": [grant] if verb == "revoke" else [],
         "grant": [grant] if verb == "grant" else [],
@@ -294,11 +294,9 @@ def _grant_item(grant: Grant, verb: str) -> Item:
         return make_item(f"{verb} {grant.describe()}", "default_privileges.sql.j2", **lists)
     if grant.grantee == PUBLIC:
         what = "loses" if verb == "revoke" else "keeps"
-        return make_item(
-            f"PUBLIC {what} {grant.privilege} on {grant.object_type.lower()} {'.'.join(grant.target)}",
-            "hardening.sql.j2",
-            **lists,
-        )
+        privileges = ", ".join(grant.privileges)
+        on = f"{grant.object_type.lower()} {'.'.join(grant.target)}"
+        return make_item(f"PUBLIC {what} {privileges} on {on}", "hardening.sql.j2", **lists)
     return make_item(f"{verb} {grant.describe()}", "privileges.sql.j2", **lists)
 
 
@@ -319,13 +317,3 @@ def build_plan(
         *grant_items(spec, snap),
     ]
     return plan
-
-
-def verifiers_from(secrets: Mapping[str, object]) -> Callable[[str], str]:
-    """A verifier factory over resolved secrets (role name -> Secret)."""
-    from deploy.secrets import scram_verifier
-
-    def verifier_for(role: str) -> str:
-        return scram_verifier(secrets[role])  # type: ignore[arg-type]
-
-    return verifier_for

@@ -63,6 +63,65 @@ class Grant:
         return f"{self.privilege}{option} on {self.object_type.lower()} {'.'.join(self.target)} for {who}"
 
 
+PRIVILEGE_ORDER = (
+    "USAGE", "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER",
+    "MAINTAIN", "CREATE", "CONNECT", "TEMPORARY", "EXECUTE",
+)  # fmt: skip
+OBJECT_ORDER = ("DATABASE", "SCHEMA", "TABLE", "SEQUENCE", "DEFAULT")
+
+
+@dataclass(frozen=True)
+class GrantGroup:
+    """Several privileges on one object for one grantee: one statement in the plan."""
+
+    object_type: str
+    schema: str | None
+    name: str
+    privileges: tuple[str, ...]
+    grantee: str
+    grantable: bool = False
+    objects: str = ""
+
+    @property
+    def target(self) -> list[str]:
+        return self._first().target
+
+    @property
+    def for_role(self) -> str:
+        return self.name
+
+    def _first(self) -> Grant:
+        return Grant(
+            self.object_type, self.schema, self.name, self.privileges[0], self.grantee,
+            self.grantable, self.objects,
+        )  # fmt: skip
+
+    def describe(self) -> str:
+        return self._first().describe().replace(self.privileges[0], ", ".join(self.privileges), 1)
+
+
+def group(grants: list[Grant]) -> list[GrantGroup]:
+    """Merge grants that differ only in the privilege, in a stable, readable order."""
+    merged: dict[tuple, list[str]] = {}
+    for g in grants:
+        key = (g.object_type, g.schema or "", g.name, g.grantee, g.grantable, g.objects)
+        merged.setdefault(key, []).append(g.privilege)
+    rank = {p: i for i, p in enumerate(PRIVILEGE_ORDER)}
+
+    def order(key: tuple) -> tuple:
+        kind = OBJECT_ORDER.index(key[0]) if key[0] in OBJECT_ORDER else len(OBJECT_ORDER)
+        return (kind, *(str(k) for k in key))
+
+    groups = []
+    for key in sorted(merged, key=order):
+        object_type, schema, name, grantee, grantable, objects = key
+        privileges = tuple(sorted(set(merged[key]), key=lambda p: rank.get(p, len(rank))))
+        groups.append(
+            GrantGroup(object_type, schema or None, name, privileges, grantee, grantable, objects)
+        )
+    return groups
+
+
 def managed_grantees(spec: Spec) -> set[str]:
     return {*spec.roles, PUBLIC}
 
