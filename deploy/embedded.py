@@ -183,8 +183,15 @@ class LocalCluster:
         base: Path,
         major: str | None = None,
         settings: dict[str, str] | None = None,
+        *,
+        superuser: str = SUPERUSER,
+        auth_local: str = "scram-sha-256",
     ) -> LocalCluster:
-        """initdb a new cluster in ``base`` (which must be empty or absent)."""
+        """initdb a new cluster in ``base`` (which must be empty or absent).
+
+        ``auth_local="peer"`` with ``superuser`` named like the server's OS user gives the
+        classic "sudo -u postgres psql" way in, over the unix socket.
+        """
         user = ensure_run_user()
         bindir = reachable_bindir(find_bindir(major), user)
         base.mkdir(parents=True, exist_ok=True)
@@ -198,6 +205,7 @@ class LocalCluster:
             port=free_port(),
             major=version.split(".")[0],
             run_user=user.pw_name if user else None,
+            superuser=superuser,
         )
         if user is not None and not _reachable_by(base, user):
             raise ClusterError(
@@ -219,7 +227,7 @@ class LocalCluster:
                 "-U",
                 cluster.superuser,
                 f"--pwfile={pwfile}",
-                "--auth-local=scram-sha-256",
+                f"--auth-local={auth_local}",
                 "--auth-host=scram-sha-256",
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
@@ -262,9 +270,11 @@ class LocalCluster:
             user = pwd.getpwnam(self.run_user)
             os.chown(path, user.pw_uid, user.pw_gid)
 
-    def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, tool: str, *args: str, env_extra: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         kwargs: dict = {}
-        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", **(env_extra or {})}
         if self.run_user:
             user = pwd.getpwnam(self.run_user)
             kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
@@ -322,6 +332,53 @@ class LocalCluster:
     def stop(self) -> None:
         if self.is_running():
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def create_standby(self, base: Path) -> LocalCluster:
+        """A streaming replica of this (running) cluster, made with pg_basebackup -R."""
+        base.mkdir(parents=True, exist_ok=True)
+        base.chmod(0o755)
+        standby = LocalCluster(
+            base=str(base),
+            bindir=self.bindir,
+            port=free_port(),
+            major=self.major,
+            run_user=self.run_user,
+            superuser=self.superuser,
+        )
+        passfile = base / ".replpass"
+        passfile.write_text(f"127.0.0.1:{self.port}:*:{self.superuser}:{self.password}\n")
+        passfile.chmod(0o600)
+        standby._chown(passfile)
+        for sub in (standby.data, standby.sockdir):
+            sub.mkdir(mode=0o700)
+            standby._chown(sub)
+        try:
+            standby._run(
+                "pg_basebackup",
+                "-D",
+                str(standby.data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.superuser,
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                env_extra={"PGPASSFILE": str(passfile)},
+            )
+        finally:
+            passfile.unlink()
+        with (standby.data / "postgresql.conf").open("a") as fh:
+            fh.write(f"port = {standby.port}\nunix_socket_directories = '{standby.sockdir}'\n")
+        standby.logfile.touch()
+        standby._chown(standby.logfile)
+        for name in (PASSFILE, "superuser.password"):
+            shutil.copy2(Path(self.base) / name, base / name)
+        standby.save()
+        return standby
 
     def destroy(self) -> None:
         with contextlib.suppress(ClusterError):

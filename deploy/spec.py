@@ -230,6 +230,12 @@ def build_spec(data: Mapping[str, Any], *, inventory: str, host: str) -> Spec:
         else:
             admin[field] = raw
     values["admin"] = admin
+    # The app (and the migrations) reach the database where the admin does, unless told
+    # otherwise or the admin goes through a unix socket on the target.
+    admin_host = admin.get("host")
+    if admin_host and not str(admin_host).startswith("/"):
+        values.setdefault("app_host", admin_host)
+        values.setdefault("app_port", admin.get("port", 5432))
 
     try:
         spec = Spec(inventory=inventory, host=host, **values)
