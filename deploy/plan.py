@@ -112,9 +112,16 @@ def role_items(
 ) -> list[Item]:
     """Create missing roles; align attributes both ways; passwords; revoke undeclared memberships."""
     items: list[Item] = []
+    memberships: list[Item] = []
     for name in spec.roles:
         wanted = wanted_attributes(spec, name)
         current: RoleState | None = snap.roles.get(name)
+        if (
+            name == spec.owner
+            and not snap.is_superuser
+            and (current is None or not (current.admin_can_use and current.admin_can_set))
+        ):
+            memberships.append(_admin_membership(snap, name))
         if current is None:
             attrs = [_keyword(a, v) for a, v in wanted.items() if v]
             role = {"name": name, "attributes": attrs, "verifier": verifier_for(name)}
@@ -165,7 +172,23 @@ def role_items(
                     grant_memberships=[],
                 )
             )
-    return items
+    return items + memberships
+
+
+def _admin_membership(snap: Snapshot, role: str) -> Item:
+    """A non-superuser admin (managed services: CREATEROLE, CREATEDB only) manages the
+    owner's database, schema, grants and default privileges through membership in the owner,
+    with INHERIT and SET (PostgreSQL 16+ grants a role's creator only ADMIN OPTION)."""
+    options = "INHERIT TRUE, SET TRUE" if snap.major >= 16 else ""
+    return make_item(
+        f"grant role {role} to the deploy's admin {snap.current_user}"
+        f"{' (' + options.lower() + ')' if options else ''}, so it can manage {role}'s objects",
+        "roles.sql.j2",
+        create=[],
+        alter=[],
+        revoke_memberships=[],
+        grant_memberships=[{"role": role, "member": snap.current_user, "options": options}],
+    )
 
 
 def _needs_password(

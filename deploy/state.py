@@ -44,6 +44,10 @@ class RoleState:
     # database name ("" for all databases) -> settings such as "search_path=app, public"
     settings: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
     password: str | None = None  # the stored verifier, when pg_authid was readable
+    # Whether the deploy's admin has this role's privileges (INHERIT) and may SET ROLE to it:
+    # a non-superuser admin (managed services) needs both for the owner's objects.
+    admin_can_use: bool = field(default=True, compare=False)
+    admin_can_set: bool = field(default=True, compare=False)
 
     def setting(self, database: str, name: str) -> str | None:
         for item in self.settings.get(database, ()):
@@ -141,7 +145,6 @@ class Snapshot:
             for item in raw.pop("settings"):
                 settings[item["database"] or ""] = tuple(item["config"] or ())
             member_of = tuple(raw.pop("member_of"))
-            raw.pop("admin_grantable_by_me", None)
             password = passwords.get(raw["name"]) if isinstance(passwords, dict) else None
             roles[raw["name"]] = RoleState(
                 **raw, member_of=member_of, settings=settings, password=password
