@@ -6,7 +6,7 @@ ENV ?= local
 INVENTORY := inventories/$(ENV).py
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv deploy plan verify test unit check-migrations reset lint bench-gin bench-deploy
+.PHONY: venv deploy plan verify test unit check-migrations reset lint bench-gin bench-deploy stop
 
 venv: $(VENV)/.installed
 
@@ -49,3 +49,6 @@ bench-gin: venv
 
 bench-deploy: venv
 	$(BIN)/python bench/deploy.py
+
+stop: venv
+	$(BIN)/python -m deploy.embedded stop

@@ -454,3 +454,35 @@ def local_secret(root: Path, name: str) -> Path:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(24) + "\n")
     return path
+
+
+def main(argv: list[str]) -> int:
+    """``python -m deploy.embedded start|stop|status [ROOT]`` for the embedded server."""
+    if not argv or argv[0] not in ("start", "stop", "status"):
+        print("usage: python -m deploy.embedded start|stop|status [.pgdata]")
+        return 2
+    root = Path(argv[1] if len(argv) > 1 else ".pgdata")
+    link = root / "cluster"
+    if argv[0] == "start":
+        cluster = ensure_local_server(root)
+        print(f"running on 127.0.0.1:{cluster.port} (data in {cluster.data})")
+        return 0
+    if not (link / STATE_FILE).exists():
+        print(f"no embedded server in {root}")
+        return 0 if argv[0] == "stop" else 1
+    cluster = LocalCluster.load(link)
+    if argv[0] == "stop":
+        cluster.stop()
+        print("stopped")
+        return 0
+    running = cluster.is_running()
+    print(
+        f"{'running' if running else 'stopped'}: 127.0.0.1:{cluster.port}, PostgreSQL {cluster.major}"
+    )
+    return 0 if running else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
