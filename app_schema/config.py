@@ -64,8 +64,13 @@ def tortoise_config(
     database_url: str,
     schema: str = DEFAULT_SCHEMA,
     models: Sequence[str] = MODEL_MODULES,
+    *,
+    with_aerich: bool = True,
 ) -> dict[str, Any]:
     """Tortoise config for the service's models (plus Aerich's) on ``database_url``.
+
+    ``with_aerich=False`` leaves out Aerich's bookkeeping model: prototype mode builds the
+    tables with ``generate_schemas`` and keeps no migration history.
 
     Raises ValueError naming the argument when the URL is not postgres:// or the schema is
     not a plain identifier.
@@ -90,7 +95,7 @@ def tortoise_config(
         "connections": {"default": connection},
         "apps": {
             APP_LABEL: {
-                "models": [*models, AERICH_MODELS],
+                "models": [*models, *([AERICH_MODELS] if with_aerich else [])],
                 "default_connection": "default",
             }
         },

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from deploy.plan import Item, make_item
 from deploy.spec import GIN_COLUMN, GIN_INDEX, GIN_TABLE, Spec
-from deploy.state import Snapshot
+from deploy.state import IndexState, Snapshot
 
 TEMP_INDEX = GIN_INDEX + "_new"
 BOOKKEEPING_TABLE = "aerich"
@@ -27,6 +27,18 @@ def expected_definition(spec: Spec, name: str = GIN_INDEX) -> str:
     opclass = " jsonb_path_ops" if spec.gin_opclass == "jsonb_path_ops" else ""
     return (
         f"CREATE INDEX {name} ON {spec.schema_name}.{GIN_TABLE} USING gin ({GIN_COLUMN}{opclass})"
+    )
+
+
+def matches(spec: Spec, index: IndexState) -> bool:
+    """The index has the declared shape: GIN, on the table's JSONB column, with the opclass.
+
+    Compared structurally (pg_get_indexdef quotes keyword-like names, so text would not do)."""
+    return (
+        index.table == GIN_TABLE
+        and " USING gin (" in index.definition
+        and index.definition.rstrip(")").split("(", 1)[1].split()[0].strip('"') == GIN_COLUMN
+        and index.opclasses == (spec.gin_opclass,)
     )
 
 
@@ -58,7 +70,7 @@ def gin_items(spec: Spec, snap: Snapshot, *, table_will_exist: bool) -> list[Ite
                 **context,
             )
         ]
-    if existing.valid and existing.definition == expected_definition(spec):
+    if existing.valid and matches(spec, existing):
         if leftover:
             return [
                 make_item(

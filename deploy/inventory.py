@@ -21,7 +21,8 @@ class InventoryError(ValueError):
     """The inventory file cannot be read."""
 
 
-def _hosts_of(value: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+def _hosts_of(value: Any) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(host, group data, host data) for every host of one inventory variable."""
     group_data: dict[str, Any] = {}
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
         value, group_data = value
@@ -29,9 +30,9 @@ def _hosts_of(value: Any) -> Iterator[tuple[str, dict[str, Any]]]:
         return
     for entry in value:
         if isinstance(entry, str):
-            yield entry, dict(group_data)
+            yield entry, group_data, {}
         elif isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict):
-            yield entry[0], {**group_data, **entry[1]}
+            yield entry[0], group_data, entry[1]
 
 
 def load_hosts(path: str | Path, limit: str | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -40,14 +41,18 @@ def load_hosts(path: str | Path, limit: str | None = None) -> list[tuple[str, di
     if not path.is_file():
         raise InventoryError(f"{path}: no such inventory file")
     namespace = runpy.run_path(str(path))
-    seen: dict[str, dict[str, Any]] = {}
+    group_data: dict[str, dict[str, Any]] = {}
+    host_data: dict[str, dict[str, Any]] = {}
     groups: dict[str, list[str]] = {}
     for key, value in namespace.items():
         if key.startswith("_"):
             continue
-        for name, data in _hosts_of(value):
-            seen.setdefault(name, {}).update(data)
+        for name, from_group, own in _hosts_of(value):
+            group_data.setdefault(name, {}).update(from_group)
+            host_data.setdefault(name, {}).update(own)
             groups.setdefault(key, []).append(name)
+    # As in pyinfra, what a host declares itself wins over any group's data.
+    seen = {name: {**group_data[name], **host_data[name]} for name in group_data}
     if not seen:
         raise InventoryError(f"{path}: defines no hosts")
     if limit:

@@ -31,9 +31,19 @@ class MigrationError(RuntimeError):
     """An upgrade failed; the message names the migration and the database error."""
 
 
-def migration_files(location: str = MIGRATIONS_LOCATION, app: str = APP_LABEL) -> list[str]:
+def migrations_location() -> str:
+    """Where the migration files are: the app's, or ``PGPROV_MIGRATIONS_LOCATION``.
+
+    The override lets an environment run a different history (and the tests a broken one);
+    the child process inherits it, so planning and applying read the same folder."""
+    import os
+
+    return os.environ.get("PGPROV_MIGRATIONS_LOCATION") or MIGRATIONS_LOCATION
+
+
+def migration_files(location: str | None = None, app: str = APP_LABEL) -> list[str]:
     """The version files Aerich would apply, in its order (by the numeric prefix)."""
-    directory = Path(location) / app
+    directory = Path(location or migrations_location()) / app
     files = [p.name for p in directory.glob("*.py") if _VERSION_FILE.match(p.name)]
     return sorted(files, key=lambda name: int(_VERSION_FILE.match(name).group(1)))  # type: ignore[union-attr]
 
@@ -75,7 +85,7 @@ async def _upgrade(target: Target) -> list[str]:
 
     from app_schema.config import tortoise_config
 
-    config = tortoise_config(target.url(), target.schema)
+    config = tortoise_config(target.url(), target.schema, with_aerich=target.mode == "migrate")
     lock = await psycopg.AsyncConnection.connect(
         host=target.host,
         port=target.port,
@@ -93,7 +103,7 @@ async def _upgrade(target: Target) -> list[str]:
             finally:
                 await Tortoise.close_connections()
             return ["generate_schemas"]
-        command = Command(tortoise_config=config, app=APP_LABEL, location=MIGRATIONS_LOCATION)
+        command = Command(tortoise_config=config, app=APP_LABEL, location=migrations_location())
         try:
             async with command:
                 return await command.upgrade(run_in_transaction=True)

@@ -23,6 +23,7 @@ from deploy.migrate import pending_migrations, run_upgrade
 from deploy.plan import Item, build_plan
 from deploy.secrets import Secret, resolve, verifier_matches
 from deploy.spec import Spec
+from deploy.tunnel import endpoint_problem
 
 
 def announce(key: str, items: list[Item], *, show_sql: bool = True) -> None:
@@ -77,6 +78,14 @@ def provision(spec: Spec):
     if problem:
         yield failure("catalog", problem)
         return
+    work = schema_work(spec, snap)
+    if work and state.current_stage != StateStage.Prepare:
+        # Before any change: migrations that cannot reach the database would leave the
+        # environment provisioned but half-done.
+        problem = endpoint_problem(host, spec.app_host, spec.app_port, tunnel=spec.tunnel)
+        if problem:
+            yield failure("endpoint", f"pg_app_host/pg_app_port: {problem}")
+            return
     passwords = resolved_passwords(spec)
     plan = build_plan(
         spec,

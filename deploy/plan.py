@@ -65,7 +65,11 @@ class Plan:
                 )
             )
         if self.create_database:
-            parts.append(body(self.create_database) + "\n")
+            # CREATE DATABASE cannot run in a transaction; a session lock makes the
+            # check-and-create atomic against another deploy doing the same.
+            lock = f"SELECT pg_catalog.pg_advisory_lock({LOCK_KEY}) \\g /dev/null\n"
+            unlock = f"SELECT pg_catalog.pg_advisory_unlock({LOCK_KEY}) \\g /dev/null\n"
+            parts.append(lock + body(self.create_database) + "\n" + unlock)
         if self.database:
             parts.append(
                 render(
@@ -204,7 +208,7 @@ def _needs_password(
     return not role.has_password
 
 
-def _normalise_path(value: str | None) -> tuple[str, ...] | None:
+def normalise_path(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
     return tuple(part.strip().strip('"') for part in value.split(",") if part.strip())
@@ -214,7 +218,7 @@ def setting_items(spec: Spec, snap: Snapshot) -> list[Item]:
     items = []
     for name in spec.roles:
         role = snap.roles.get(name)
-        current = _normalise_path(role.setting(spec.database, "search_path")) if role else None
+        current = normalise_path(role.setting(spec.database, "search_path")) if role else None
         if current != spec.search_path:
             setting = {
                 "role": name,
@@ -316,7 +320,7 @@ def _grant_item(grant: GrantGroup, verb: str) -> Item:
     if grant.object_type == "DEFAULT":
         return make_item(f"{verb} {grant.describe()}", "default_privileges.sql.j2", **lists)
     if grant.grantee == PUBLIC:
-        what = "loses" if verb == "revoke" else "keeps"
+        what = "loses" if verb == "revoke" else "gets"
         privileges = ", ".join(grant.privileges)
         on = f"{grant.object_type.lower()} {'.'.join(grant.target)}"
         return make_item(f"PUBLIC {what} {privileges} on {on}", "hardening.sql.j2", **lists)

@@ -138,7 +138,8 @@ def wanted_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
     if spec.runtime_can_create:
         wanted.add(Grant("SCHEMA", None, schema, "CREATE", runtime))
     for rel in snap.relations:
-        if rel.schema != schema or rel.name == BOOKKEEPING_TABLE:
+        # Aerich's table and its id sequence are the migrations' bookkeeping, not the app's.
+        if rel.schema != schema or BOOKKEEPING_TABLE in (rel.name, rel.owned_by):
             continue
         privileges = TABLE_PRIVILEGES if rel.kind == "table" else SEQUENCE_PRIVILEGES
         for privilege in privileges:

@@ -60,7 +60,8 @@ def passfile_password(
 ) -> Secret | None:
     """The password libpq would pick from a .pgpass file (first matching line), or None."""
     path = Path(passfile or os.path.expanduser("~/.pgpass"))
-    if not path.is_file():
+    if not path.is_file() or path.stat().st_mode & 0o077:
+        # libpq ignores a password file that group or others can read; so do we.
         return None
     wanted = [host or "localhost", str(port), dbname, user or os.environ.get("USER", "")]
     for line in path.read_text().splitlines():

@@ -19,8 +19,16 @@ from psycopg import sql
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "sql_templates"
 
 
+def _defined(value: Any) -> Any:
+    """A missing template variable fails here, naming itself, not deep in psycopg."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError("'x' is undefined")
+    return value
+
+
 def ident(name: str) -> str:
     """A quoted SQL identifier: ``app"x`` becomes ``"app""x"``."""
+    name = _defined(name)
     if not isinstance(name, str) or not name:
         raise ValueError(f"identifier must be a non-empty string, not {name!r}")
     return sql.Identifier(name).as_string(None)
@@ -33,7 +41,7 @@ def qualified(parts: Iterable[str]) -> str:
 
 def literal(value: Any) -> str:
     """A quoted SQL literal (strings, numbers, booleans, None)."""
-    return sql.Literal(value).as_string(None)
+    return sql.Literal(_defined(value)).as_string(None)
 
 
 def idents(names: Iterable[str]) -> str:

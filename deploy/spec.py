@@ -13,11 +13,11 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from deploy.secrets import SecretError, SecretRef, parse_secret_ref
 
-IDENT_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+IDENT_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 LITERAL_PASSWORD_ENVIRONMENTS = frozenset({"local", "dev"})
 PROTECTED_ENVIRONMENTS = frozenset({"staging", "production"})
 DEFAULT_DATABASE = "hinfelaar_fastapi"
@@ -29,6 +29,8 @@ GIN_INDEX = "idx_checklistresponse_answers_gin"
 GIN_TABLE = "checklistresponse"
 GIN_COLUMN = "answers"
 RESERVED_ROLES = frozenset({"public", "postgres", "none", "current_user", "session_user"})
+SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
+SYSTEM_SCHEMAS = frozenset({"public", "information_schema"})
 
 
 class SpecError(ValueError):
@@ -36,7 +38,7 @@ class SpecError(ValueError):
 
 
 def _identifier(value: str) -> str:
-    if not isinstance(value, str) or not IDENT_PATTERN.match(value):
+    if not isinstance(value, str) or not IDENT_PATTERN.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid identifier "
             "(lowercase letters, digits and _, not starting with a digit, at most 63 bytes)"
@@ -51,8 +53,24 @@ def _role_name(value: str) -> str:
     return value
 
 
+def _database_name(value: str) -> str:
+    _identifier(value)
+    if value in SYSTEM_DATABASES:
+        raise ValueError(f"{value!r} is a system database; the environment needs its own")
+    return value
+
+
+def _schema_name(value: str) -> str:
+    _identifier(value)
+    if value in SYSTEM_SCHEMAS or value.startswith("pg_"):
+        raise ValueError(f"{value!r} is a system schema name; the application needs its own")
+    return value
+
+
 Identifier = Annotated[str, AfterValidator(_identifier)]
 RoleName = Annotated[str, AfterValidator(_role_name)]
+DatabaseName = Annotated[str, AfterValidator(_database_name)]
+SchemaName = Annotated[str, AfterValidator(_schema_name)]
 
 
 class AdminConnection(BaseModel):
@@ -87,8 +105,8 @@ class Spec(BaseModel):
     host: str
     environment: Identifier
     profile: Literal["split", "single_user"]
-    database: Identifier = DEFAULT_DATABASE
-    schema_name: Identifier = DEFAULT_SCHEMA
+    database: DatabaseName = DEFAULT_DATABASE
+    schema_name: SchemaName = DEFAULT_SCHEMA
     migrator: RoleName = DEFAULT_MIGRATOR
     runtime: RoleName = DEFAULT_RUNTIME
     app_user: RoleName = DEFAULT_APP_USER
@@ -102,15 +120,6 @@ class Spec(BaseModel):
     app_host: str = "127.0.0.1"
     app_port: int = Field(default=5432, ge=1, le=65535)
     tunnel: bool = False
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Spec:
-        names = self.roles
-        if len(set(names)) != len(names):
-            raise ValueError(f"roles: the managed roles must differ ({', '.join(names)})")
-        if self.profile == "split" and self.createdb:
-            raise ValueError("createdb: only the single_user profile may have CREATEDB")
-        return self
 
     @property
     def owner(self) -> str:
@@ -243,6 +252,10 @@ def build_spec(data: Mapping[str, Any], *, inventory: str, host: str) -> Spec:
         error = exc.errors()[0]
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         raise fail(_field_of(tuple(error.get("loc", ()))), message) from None
+    if spec.profile == "split" and spec.createdb:
+        raise fail("pg_createdb", "only the single_user profile may have CREATEDB")
+    if spec.profile == "split" and spec.migrator == spec.runtime:
+        raise fail("pg_runtime", f"the managed roles must differ (both are {spec.runtime})")
     for key, which in PASSWORD_KEYS.items():
         role = getattr(spec, which)
         if role in spec.roles and role not in spec.passwords:

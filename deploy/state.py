@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class SnapshotError(ValueError):
@@ -78,6 +79,7 @@ class RelationState:
     kind: str  # "table" or "sequence"
     owner: str
     acl: tuple[AclEntry, ...] = ()
+    owned_by: str | None = None  # a sequence's table (serial or identity column)
 
 
 @dataclass(frozen=True)
@@ -132,11 +134,23 @@ class Snapshot:
             if not line:
                 continue
             try:
-                sections.update(json.loads(line))
+                value = json.loads(line)
             except (json.JSONDecodeError, TypeError, ValueError) as exc:
                 raise SnapshotError(f"unexpected catalog output: {line[:120]!r}") from exc
+            if not isinstance(value, dict):
+                raise SnapshotError(f"unexpected catalog output: {line[:120]!r}")
+            sections.update(value)
         if "cluster" not in sections or "roles" not in sections:
             raise SnapshotError("catalog output is incomplete (no cluster or roles section)")
+        try:
+            return cls._from_sections(sections)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SnapshotError(
+                f"catalog output is malformed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    @classmethod
+    def _from_sections(cls, sections: dict[str, Any]) -> Snapshot:
         cluster = sections["cluster"]
         passwords = sections.get("passwords")
         roles: dict[str, RoleState] = {}
@@ -161,7 +175,12 @@ class Snapshot:
         }
         relations = tuple(
             RelationState(
-                r["schema"], r["name"], r["kind"], r["owner"], AclEntry.parse_list(r["acl"])
+                r["schema"],
+                r["name"],
+                r["kind"],
+                r["owner"],
+                AclEntry.parse_list(r["acl"]),
+                r.get("owned_by"),
             )
             for r in sections.get("relations", [])  # type: ignore[union-attr]
         )

@@ -13,6 +13,7 @@ target.
 from __future__ import annotations
 
 import contextlib
+import logging
 import select
 import socket
 import threading
@@ -43,6 +44,11 @@ def _pump(client: socket.socket, channel: Any) -> None:
             client.close()
 
 
+# paramiko logs every refused channel on its own line without naming the host; the deploy
+# reports the failure itself, once, with the host.
+logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
+
+
 class Tunnel:
     """A running forward: ``port`` on 127.0.0.1, and what the SSH server refused so far."""
 
@@ -57,12 +63,12 @@ def forward(transport: Any, remote_host: str, remote_port: int) -> Iterator[Tunn
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
+    listener.settimeout(0.2)
     port = listener.getsockname()[1]
     stop = threading.Event()
     tunnel = Tunnel(port)
 
     def accept() -> None:
-        listener.settimeout(0.2)
         while not stop.is_set():
             try:
                 client, peer = listener.accept()
@@ -86,3 +92,30 @@ def forward(transport: Any, remote_host: str, remote_port: int) -> Iterator[Tunn
         stop.set()
         listener.close()
         acceptor.join(timeout=2)
+
+
+def endpoint_problem(host: Any, remote_host: str, remote_port: int, *, tunnel: bool) -> str | None:
+    """Why the controller could not reach the database for the migrations, or None.
+
+    Checked before provisioning when migrations are pending, so a closed endpoint stops the
+    run before anything changes instead of after roles and grants were committed.
+    """
+    where = f"{remote_host}:{remote_port}"
+    if not tunnel:
+        try:
+            socket.create_connection((remote_host, remote_port), timeout=5).close()
+        except OSError as exc:
+            return f"the migrations cannot reach the database at {where} ({exc.strerror or exc})"
+        return None
+    client = getattr(host.connector, "client", None)
+    if client is None:
+        return f"pg_tunnel needs a host reached over SSH; {host.name} is not"
+    try:
+        channel = client.get_transport().open_channel(
+            "direct-tcpip", (remote_host, remote_port), ("127.0.0.1", 0), timeout=10
+        )
+        channel.close()
+    except Exception as exc:  # paramiko.ChannelException, SSHException, socket errors
+        reason = exc.args[1] if len(getattr(exc, "args", ())) > 1 else exc
+        return f"the migrations cannot reach the database (SSH tunnel: {where}: {reason})"
+    return None

@@ -1,0 +1,261 @@
+"""Benchmark of the deploy against its floor: wall time and psql round trips, side by side.
+
+    PYTHONPATH=. .venv/bin/python bench/deploy.py [--runs 5] [--pg 15|18]
+
+Rows (median of --runs runs each, all measured in this one run):
+- cold: `pyinfra -y` on a fresh environment (roles, database, schema, privileges, Aerich
+  migrations, GIN index), one host;
+- no-op: the same deploy again on the converged environment;
+- fan-out 1/4/8: cold and no-op deploys of an inventory of N `@db/envK` hosts, each its own
+  local cluster, in parallel;
+- floor: the same end state applied by one `psql -f` session of static idempotent SQL
+  (cold: on a fresh environment; no-op: the same script again).
+psql round trips are counted by a `psql` shim first on PATH that logs every start. The
+deploy's CLI start-up (pyinfra, gevent, imports) is included, as users pay it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.pgserver import Server, local_server  # noqa: E402
+
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+SMALL = {"shared_buffers": "'32MB'", "max_connections": "40", "max_wal_senders": "0", "wal_level": "minimal"}
+
+
+@dataclass
+class Row:
+    name: str
+    seconds: list[float]
+    round_trips: list[int]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def trips(self) -> str:
+        values = sorted(set(self.round_trips))
+        return "/".join(str(v) for v in values)
+
+
+class Shim:
+    """A directory with a ``psql`` that counts its starts, then runs the real one."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.log = directory / "psql.count"
+        real = subprocess.run(["sh", "-c", "command -v psql"], capture_output=True, text=True).stdout.strip()
+        shim = directory / "psql"
+        shim.write_text(f'#!/bin/sh\necho 1 >> "{self.log}"\nexec {real} "$@"\n')
+        shim.chmod(0o755)
+
+    def reset(self) -> None:
+        self.log.write_text("")
+
+    def count(self) -> int:
+        return len(self.log.read_text().splitlines())
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PATH": f"{self.directory}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+
+
+def secret(directory: Path, name: str, value: str) -> str:
+    path = directory / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return f"file:{path}"
+
+
+def host_data(server: Server, directory: Path, prefix: str) -> dict:
+    tag = f"{prefix}-{server.port}"
+    return {
+        "pg_environment": "bench",
+        "pg_profile": "split",
+        "pg_database": f"{prefix}_db",
+        "pg_migrator": f"{prefix}_migrator",
+        "pg_runtime": f"{prefix}_runtime",
+        "pg_admin_host": server.host,
+        "pg_admin_port": server.port,
+        "pg_admin_user": server.superuser,
+        "pg_admin_password": secret(directory, f"{tag}.admin", server.password),
+        "pg_migrator_password": secret(directory, f"{tag}.migrator", f"m-{prefix}-pw"),
+        "pg_runtime_password": secret(directory, f"{tag}.runtime", f"r-{prefix}-pw"),
+    }
+
+
+def write_inventory(directory: Path, hosts: list[tuple[str, dict]], name: str) -> Path:
+    path = directory / f"{name}.py"
+    path.write_text(f"envs = {hosts!r}\n")
+    return path
+
+
+def run_deploy(inventory: Path, shim: Shim) -> tuple[float, int]:
+    shim.reset()
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [PYINFRA, "-y", str(inventory), "deploy/provision.py"],
+        cwd=REPO,
+        env=shim.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        log = inventory.with_suffix(".log")
+        log.write_text(proc.stdout + proc.stderr)
+        errors = [line for line in proc.stdout.splitlines() if "rror" in line][:5]
+        raise RuntimeError(f"deploy failed (full output in {log}):\n" + "\n".join(errors))
+    return elapsed, shim.count()
+
+
+def floor_script(prefix: str) -> str:
+    """The end state as static, idempotent SQL (what a careful DBA would write once)."""
+    from app_schema.config import MIGRATIONS_LOCATION
+    from deploy.migrate import migration_files
+
+    migration_sql = []
+    for name in migration_files():
+        text = (Path(MIGRATIONS_LOCATION) / "models" / name).read_text()
+        migration_sql.append(text.split('return """', 1)[1].split('"""', 1)[0])
+        version = name
+    db, mig, run = f"{prefix}_db", f"{prefix}_migrator", f"{prefix}_runtime"
+    return f"""
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{mig}') THEN
+    CREATE ROLE "{mig}" LOGIN PASSWORD 'm-{prefix}-pw'; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{run}') THEN
+    CREATE ROLE "{run}" LOGIN PASSWORD 'r-{prefix}-pw'; END IF;
+END $$;
+SELECT 'CREATE DATABASE "{db}" OWNER "{mig}"'
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{db}') \\gexec
+\\connect "{db}"
+BEGIN;
+ALTER ROLE "{mig}" IN DATABASE "{db}" SET search_path TO app, public;
+ALTER ROLE "{run}" IN DATABASE "{db}" SET search_path TO app, public;
+CREATE SCHEMA IF NOT EXISTS app AUTHORIZATION "{mig}";
+REVOKE CONNECT, TEMPORARY ON DATABASE "{db}" FROM PUBLIC;
+GRANT CONNECT ON DATABASE "{db}" TO "{run}";
+GRANT USAGE ON SCHEMA app TO "{run}";
+ALTER DEFAULT PRIVILEGES FOR ROLE "{mig}" IN SCHEMA app
+  GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{run}";
+ALTER DEFAULT PRIVILEGES FOR ROLE "{mig}" IN SCHEMA app
+  GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO "{run}";
+SET LOCAL ROLE "{mig}";
+SET LOCAL search_path TO app;
+{"".join(migration_sql)}
+INSERT INTO aerich (version, app, content)
+SELECT '{version}', 'models', '{{}}' WHERE NOT EXISTS (SELECT FROM aerich WHERE version = '{version}');
+REVOKE ALL ON TABLE aerich FROM "{run}";
+COMMIT;
+SET ROLE "{mig}";
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_checklistresponse_answers_gin
+  ON app.checklistresponse USING gin (answers);
+"""
+
+
+def run_floor(server: Server, script: str, shim: Shim) -> tuple[float, int]:
+    shim.reset()
+    env = {**shim.env(), "PGPASSFILE": str(server.passfile)}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", server.host, "-p", str(server.port),
+         "-U", server.superuser, "-d", "postgres", "-f", "-"],
+        input=script, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"floor script failed: {proc.stderr[-2000:]}")
+    return elapsed, shim.count()
+
+
+@contextlib.contextmanager
+def servers(count: int, major: str) -> Iterator[list[Server]]:
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(local_server(major, SMALL)) for _ in range(count)]
+
+
+def measure(runs: int, major: str) -> list[Row]:
+    work = Path(tempfile.mkdtemp(prefix="pgprov-bench-"))
+    shim = Shim(work)
+    rows: dict[str, Row] = {}
+
+    def add(name: str, seconds: float, trips: int) -> None:
+        rows.setdefault(name, Row(name, [], [])).seconds.append(seconds)
+        rows[name].round_trips.append(trips)
+
+    with servers(8, major) as pool:
+        for run in range(runs):
+            prefix = f"b{run}"
+            # The floor: one psql -f session; cold, then the same script again.
+            script = floor_script(f"{prefix}f")
+            add("floor: static SQL, cold", *run_floor(pool[0], script, shim))
+            add("floor: static SQL, no-op", *run_floor(pool[0], script, shim))
+            # One host: cold, then no-op.
+            one = write_inventory(work, [("@db/env1", host_data(pool[0], work, f"{prefix}o"))], f"one{run}")
+            add("deploy: cold (1 host)", *run_deploy(one, shim))
+            add("deploy: no-op (1 host)", *run_deploy(one, shim))
+            for n in (4, 8):
+                hosts = [(f"@db/env{i + 1}", host_data(pool[i], work, f"{prefix}n{n}")) for i in range(n)]
+                inv = write_inventory(work, hosts, f"fan{n}-{run}")
+                add(f"fan-out: cold ({n} hosts)", *run_deploy(inv, shim))
+                add(f"fan-out: no-op ({n} hosts)", *run_deploy(inv, shim))
+    return list(rows.values())
+
+
+def report(rows: list[Row], runs: int, major: str) -> str:
+    by = {r.name: r for r in rows}
+    floor_cold = by["floor: static SQL, cold"].median
+    floor_noop = by["floor: static SQL, no-op"].median
+    one_cold = by["deploy: cold (1 host)"].median
+    one_noop = by["deploy: no-op (1 host)"].median
+    lines = [
+        f"pgprov deploy benchmark: PostgreSQL {major}, {os.cpu_count()} cores, median of {runs} runs",
+        f"command: {' '.join([Path(sys.executable).name, *sys.argv])}",
+        "",
+        f"{'case':<28} {'median (s)':>10} {'psql round trips':>17} {'vs floor':>9}",
+        f"{'-' * 28} {'-' * 10} {'-' * 17} {'-' * 9}",
+    ]
+    for row in rows:
+        floor = floor_noop if "no-op" in row.name else floor_cold
+        ratio = "" if row.name.startswith("floor") else f"{row.median / floor:.1f}x"
+        lines.append(f"{row.name:<28} {row.median:>10.3f} {row.trips:>17} {ratio:>9}")
+    fan8_cold = by["fan-out: cold (8 hosts)"].median
+    fan8_noop = by["fan-out: no-op (8 hosts)"].median
+    lines += [
+        "",
+        f"targets: no-op <= 13x floor: {one_noop / floor_noop:.1f}x; "
+        f"cold <= 15x floor: {one_cold / floor_cold:.1f}x; "
+        f"8 hosts <= 1.5x one host: cold {fan8_cold / one_cold:.2f}x, no-op {fan8_noop / one_noop:.2f}x",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--pg", choices=["15", "18"], default="15")
+    args = parser.parse_args()
+    rows = measure(args.runs, args.pg)
+    print(report(rows, args.runs, args.pg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

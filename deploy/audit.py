@@ -1,0 +1,417 @@
+"""The least-privilege audit: the spec (expected) against the live catalog (actual); changes nothing.
+
+For every host of an inventory it reads the same catalog snapshot the deploy reads, through
+psql on the controller with the admin connection, and compares role attributes and
+memberships, ownership, role settings, privileges from the ACLs themselves (the deploy's own
+``wanted_grants``/``current_grants``, so both share one definition of "declared"), what
+PUBLIC holds, the GIN index, the bookkeeping table and pending migrations; then it logs in as
+the application's role and probes what it can really do (``deploy.probes``). Exit 0 when
+clean, 1 on any difference, 2 on bad input or an unreachable server (one line naming it).
+
+    python -m deploy.audit inventories/staging.py [--limit HOST] [--no-probes]
+        [--format text|json|markdown|junit] [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from deploy.facts import inspect_script
+from deploy.gin import TEMP_INDEX, expected_definition
+from deploy.inventory import InventoryError, load_specs
+from deploy.migrate import pending_migrations
+from deploy.plan import normalise_path, wanted_attributes
+from deploy.privileges import (
+    BOOKKEEPING_TABLE,
+    PUBLIC,
+    Grant,
+    current_grants,
+    wanted_grants,
+)
+from deploy.probes import GROUP as PROBES
+from deploy.probes import probe_role, run_probes
+from deploy.psql import admin_password, shell_command, stdin_for
+from deploy.report import FORMATS, Check, render_report, summary
+from deploy.secrets import SecretError, resolve
+from deploy.spec import GIN_INDEX, GIN_TABLE, Spec, SpecError
+from deploy.state import Snapshot, SnapshotError
+
+# Privileges the runtime must never hold on the migrations' bookkeeping table; listed so a
+# clean environment shows them as checked, not just silently absent.
+BOOKKEEPING_PRIVILEGES = (
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+)
+CONNECT_TIMEOUT = "10"
+
+
+class AuditError(RuntimeError):
+    """The audit cannot run for a host (unreachable, unsupported, bad secret): one line."""
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def read_snapshot(host: str, spec: Spec) -> Snapshot:
+    """The deploy's catalog snapshot, taken with psql on the controller (script on stdin)."""
+    where = f"{spec.inventory}: host {host}"
+    if spec.admin.sudo_user or (not host.startswith("@") and not spec.admin.host):
+        raise AuditError(
+            f"{where}: the audit runs psql on the controller; a host administered over SSH "
+            "(pg_admin_sudo_user or a local socket) needs PGHOST/PGUSER pointing at the server "
+            "or a tunnel: not supported yet"
+        )
+    try:
+        password = admin_password(spec.admin)
+    except SecretError as exc:
+        raise AuditError(f"{where}: pg_admin_password: {exc}") from None
+    command = shell_command(spec.admin, password_on_stdin=password is not None)
+    env = {**os.environ}
+    env.setdefault("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT)
+    try:
+        proc = subprocess.run(
+            ["sh", "-c", command],
+            input=stdin_for(inspect_script(spec), password),
+            text=True,
+            capture_output=True,
+            env=env,
+            check=False,
+            # No controlling terminal: psql cannot stop to prompt for a password in CI.
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise AuditError(f"{where}: cannot start psql: {exc.strerror}") from None
+    if proc.returncode != 0:
+        reason = _psql_reason(proc.stderr) or f"psql exited with {proc.returncode}"
+        raise AuditError(f"{where}: cannot read the catalog ({spec.admin.describe()}): {reason}")
+    try:
+        return Snapshot.parse(proc.stdout.splitlines())
+    except SnapshotError as exc:
+        raise AuditError(f"{where}: {exc}") from None
+
+
+def _psql_reason(stderr: str) -> str:
+    """The line of psql's stderr that says what failed (not the HINT or DETAIL after it)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if "error:" in line or "FATAL:" in line or "ERROR:" in line:
+            return line
+    return lines[0] if lines else ""
+
+
+def role_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    checks = []
+    for name in spec.roles:
+
+        def row(check: str, declared: str, actual: str, name: str = name) -> Check:
+            return Check.compare(host, "roles", name, "role", check, declared, actual)
+
+        role = snap.roles.get(name)
+        checks.append(row("exists", "yes", _yes(role is not None)))
+        if role is None:
+            continue
+        for attribute, wanted in wanted_attributes(spec, name).items():
+            checks.append(row(attribute.upper(), _yes(wanted), _yes(getattr(role, attribute))))
+        # The deploy declares no membership at all: any one is inherited power.
+        checks.append(row("member of", "none", ", ".join(role.member_of) or "none"))
+        checks.append(row("password", "set", "set" if role.has_password else "not set"))
+    return checks
+
+
+def setting_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    checks = []
+    declared = ", ".join(spec.search_path)
+    for name in spec.roles:
+        role = snap.roles.get(name)
+        if role is None:
+            continue
+        path = normalise_path(role.setting(spec.database, "search_path"))
+        actual = ", ".join(path) if path is not None else "(not set)"
+        checks.append(
+            Check.compare(
+                host, "settings", name, f"database {spec.database}", "search_path", declared, actual
+            )
+        )
+    return checks
+
+
+def ownership_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """The owner role owns the database, the schema and every relation in it."""
+
+    def row(obj: str, actual: str) -> Check:
+        return Check.compare(host, "ownership", spec.owner, obj, "owner", spec.owner, actual)
+
+    assert snap.database is not None
+    schema = snap.schemas.get(spec.schema_name)
+    checks = [
+        row(f"database {spec.database}", snap.database.owner),
+        row(f"schema {spec.schema_name}", schema.owner if schema else "(no schema)"),
+    ]
+    for rel in snap.relations:
+        if rel.schema == spec.schema_name:
+            checks.append(row(f"{rel.kind} {rel.schema}.{rel.name}", rel.owner))
+    return checks
+
+
+def watched_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
+    """Privileges the spec explicitly denies, shown as rows even while they are absent."""
+    db, schema = spec.database, spec.schema_name
+    watched = {
+        Grant("DATABASE", None, db, "CONNECT", PUBLIC),
+        Grant("DATABASE", None, db, "TEMPORARY", PUBLIC),
+        Grant("SCHEMA", None, "public", "CREATE", PUBLIC),
+        Grant("SCHEMA", None, schema, "USAGE", PUBLIC),
+        Grant("SCHEMA", None, schema, "CREATE", PUBLIC),
+    }
+    runtime = spec.runtime_role
+    if runtime is None:
+        return watched
+    watched |= {
+        Grant("DATABASE", None, db, "CREATE", runtime),
+        Grant("DATABASE", None, db, "TEMPORARY", runtime),
+        Grant("SCHEMA", None, schema, "CREATE", runtime),
+        Grant("SCHEMA", None, "public", "CREATE", runtime),
+    }
+    if snap.relation(schema, BOOKKEEPING_TABLE) is not None:
+        watched |= {
+            Grant("TABLE", schema, BOOKKEEPING_TABLE, privilege, runtime)
+            for privilege in BOOKKEEPING_PRIVILEGES
+        }
+    return watched
+
+
+def grant_group(grant: Grant) -> str:
+    if grant.grantee == PUBLIC:
+        return "public"
+    if grant.object_type == "DEFAULT":
+        return "default privileges"
+    if grant.object_type == "TABLE" and grant.name == BOOKKEEPING_TABLE:
+        return "bookkeeping"
+    return "privileges"
+
+
+def grant_object(grant: Grant) -> str:
+    if grant.object_type == "DEFAULT":
+        where = f" in {grant.schema}" if grant.schema else " (all schemas)"
+        return f"future {grant.objects.lower()} of {grant.name}{where}"
+    return f"{grant.object_type.lower()} {'.'.join(grant.target)}"
+
+
+def _held(grants: set[Grant], key: Grant) -> str:
+    if replace(key, grantable=True) in grants:
+        return "granted WITH GRANT OPTION"
+    return "granted" if key in grants else "not granted"
+
+
+def _grant_order(g: Grant) -> tuple[str, ...]:
+    return (g.grantee, g.object_type, g.schema or "", g.name, g.objects, g.privilege)
+
+
+def grant_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """One row per privilege declared, held, or explicitly denied (grant option folded in)."""
+    wanted = wanted_grants(spec, snap)
+    current = current_grants(spec, snap)
+    keys = {replace(g, grantable=False) for g in wanted | current | watched_grants(spec, snap)}
+    return [
+        Check.compare(
+            host,
+            grant_group(key),
+            key.grantee,
+            grant_object(key),
+            key.privilege,
+            _held(wanted, key),
+            _held(current, key),
+        )
+        for key in sorted(keys, key=_grant_order)
+    ]
+
+
+def index_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    where = f"index {spec.schema_name}.{GIN_INDEX}"
+
+    def row(check: str, declared: str, actual: str) -> Check:
+        return Check.compare(host, "index", spec.owner, where, check, declared, actual)
+
+    index = snap.indexes.get(GIN_INDEX)
+    checks = [row("exists", "yes", _yes(index is not None))]
+    if index is not None:
+        expected = expected_definition(spec)
+        checks += [
+            row("valid", "yes", _yes(index.valid)),
+            row("table", f"{spec.schema_name}.{GIN_TABLE}", f"{spec.schema_name}.{index.table}"),
+            row("operator class", spec.gin_opclass, ", ".join(index.opclasses) or "(none)"),
+            row("definition", expected, index.definition),
+        ]
+    if TEMP_INDEX in snap.indexes:
+        checks.append(
+            Check.compare(
+                host,
+                "index",
+                spec.owner,
+                f"index {spec.schema_name}.{TEMP_INDEX}",
+                "exists",
+                "no",
+                "yes",
+                "leftover of an interrupted rebuild",
+            )
+        )
+    return checks
+
+
+def migration_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """Pending work is drift: CI must not call an environment converged before its schema is."""
+    where = f"schema {spec.schema_name}"
+    if spec.schema_mode == "generate":
+        # Imported here: it loads the Tortoise models, which only prototype mode needs.
+        from deploy.migrate import model_tables
+
+        present = {r.name for r in snap.relations if r.schema == spec.schema_name}
+        missing = [t for t in model_tables() if t not in present]
+        return [
+            Check.compare(
+                host,
+                "migrations",
+                spec.owner,
+                where,
+                "model tables",
+                "all present",
+                f"missing: {', '.join(missing)}" if missing else "all present",
+            )
+        ]
+    pending = pending_migrations(snap.migrations)
+    actual = f"pending: {', '.join(pending)}" if pending else "none pending"
+    return [
+        Check.compare(host, "migrations", spec.owner, where, "migrations", "none pending", actual)
+    ]
+
+
+def catalog_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """Every comparison the catalog alone answers."""
+    checks = role_checks(host, spec, snap)
+    if snap.database is None:
+        # Nothing below exists yet; the privilege model would only predict, not observe.
+        checks.append(
+            Check.compare(
+                host, "ownership", spec.owner, f"database {spec.database}", "exists", "yes", "no"
+            )
+        )
+        return checks
+    return [
+        *checks,
+        *setting_checks(host, spec, snap),
+        *ownership_checks(host, spec, snap),
+        *grant_checks(host, spec, snap),
+        *index_checks(host, spec, snap),
+        *migration_checks(host, spec, snap),
+    ]
+
+
+def probe_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    role = probe_role(spec)
+    if snap.database is None or role not in snap.roles:
+        return []
+    if spec.tunnel:
+        return [
+            Check(
+                host,
+                PROBES,
+                role,
+                f"database {spec.database}",
+                "probes",
+                "run",
+                "skipped",
+                "NOTE",
+                "the application's connection needs an SSH tunnel (pg_tunnel): not supported yet",
+            )
+        ]
+    try:
+        password = resolve(spec.passwords[role])
+    except SecretError as exc:
+        raise AuditError(f"{spec.inventory}: host {host}: password of {role}: {exc}") from None
+    return run_probes(spec, snap, password, host=host)
+
+
+def header(host: str, spec: Spec, snap: Snapshot) -> str:
+    return (
+        f"{host}: database {spec.database} ({spec.profile} profile) via "
+        f"{spec.admin.describe()}, PostgreSQL {snap.major}"
+    )
+
+
+def audit(
+    specs: Sequence[tuple[str, Spec]], *, probes: bool = True
+) -> tuple[list[Check], dict[str, str], list[str]]:
+    """(checks, a title per host, one error line per host that could not be audited)."""
+    checks: list[Check] = []
+    headers: dict[str, str] = {}
+    errors: list[str] = []
+    for host, spec in specs:
+        try:
+            snap = read_snapshot(host, spec)
+            host_checks = catalog_checks(host, spec, snap)
+            if probes:
+                host_checks += probe_checks(host, spec, snap)
+        except AuditError as exc:
+            errors.append(str(exc))
+            continue
+        headers[host] = header(host, spec, snap)
+        checks += host_checks
+    return checks, headers, errors
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.audit",
+        description="Audit environments against their spec: least privilege, changes nothing.",
+    )
+    parser.add_argument("inventory", help="inventory file, e.g. inventories/staging.py")
+    parser.add_argument("--limit", help="audit only this host (or group)")
+    parser.add_argument("--format", choices=FORMATS, default="text")
+    parser.add_argument("--output", type=Path, help="write the report here instead of stdout")
+    parser.add_argument(
+        "--no-probes", dest="probes", action="store_false", help="skip the login probes"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        specs = load_specs(args.inventory, args.limit)
+    except (InventoryError, SpecError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    checks, headers, errors = audit(specs, probes=args.probes)
+    for line in errors:
+        print(line, file=sys.stderr)
+    if errors and not checks:
+        return 2
+    report = render_report(checks, args.format, headers)
+    if args.output:
+        args.output.write_text(report)
+        # The CI log still shows what failed, one sentence per difference.
+        for check in checks:
+            if check.is_difference:
+                print(check.sentence())
+        print(summary(checks))
+    else:
+        sys.stdout.write(report)
+    if errors:
+        return 2
+    return 1 if any(check.is_difference for check in checks) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

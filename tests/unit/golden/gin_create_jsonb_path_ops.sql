@@ -1,0 +1,4 @@
+-- create GIN index idx_checklistresponse_answers_gin on app.checklistresponse(answers jsonb_path_ops) concurrently
+SET ROLE "app_migrator";
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "idx_checklistresponse_answers_gin" ON "app"."checklistresponse" USING gin ("answers" "jsonb_path_ops");
+RESET ROLE;

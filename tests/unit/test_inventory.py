@@ -1,0 +1,184 @@
+"""Reading inventory files outside pyinfra: hosts, groups, --limit, and the repo's inventories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploy.inventory import InventoryError, load_hosts, load_specs
+from deploy.spec import SpecError
+
+REPO = Path(__file__).resolve().parents[2]
+SPLIT_DATA = (
+    '{"pg_environment": "staging", "pg_profile": "split", '
+    '"pg_migrator_password": "env:M", "pg_runtime_password": "env:R"}'
+)
+
+
+def inventory(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "inv.py"
+    path.write_text(text)
+    return path
+
+
+def test_hosts_plain_and_with_data_keep_file_order(tmp_path: Path) -> None:
+    path = inventory(tmp_path, 'hosts = ["a", ("b", {"x": 1}), "c"]\n')
+    assert load_hosts(path) == [("a", {}), ("b", {"x": 1}), ("c", {})]
+
+
+def test_group_data_applies_to_every_host_and_host_data_wins(tmp_path: Path) -> None:
+    path = inventory(
+        tmp_path,
+        'web = (["w1", ("w2", {"role": "special"})], {"role": "web", "port": 1})\n',
+    )
+    assert load_hosts(path) == [
+        ("w1", {"role": "web", "port": 1}),
+        ("w2", {"role": "special", "port": 1}),
+    ]
+
+
+def test_host_in_two_groups_is_listed_once_with_both_groups_data(tmp_path: Path) -> None:
+    path = inventory(
+        tmp_path,
+        'a = (["h1", "h2"], {"from_a": 1})\nb = (["h1"], {"from_b": 2})\n',
+    )
+    assert load_hosts(path) == [("h1", {"from_a": 1, "from_b": 2}), ("h2", {"from_a": 1})]
+
+
+def test_host_data_wins_over_another_groups_data(tmp_path: Path) -> None:
+    path = inventory(
+        tmp_path,
+        'db = [("h1", {"pg_schema": "mine"})]\nall_dbs = (["h1"], {"pg_schema": "group"})\n',
+    )
+    assert load_hosts(path) == [("h1", {"pg_schema": "mine"})]
+
+
+def test_private_names_and_non_host_values_are_ignored(tmp_path: Path) -> None:
+    path = inventory(
+        tmp_path,
+        'import os\n_hidden = ["x"]\nTARGET = "t"\nsettings = {"a": 1}\nhosts = ["h"]\n',
+    )
+    assert [name for name, _ in load_hosts(path)] == ["h"]
+
+
+def test_limit_keeps_one_group_or_one_host(tmp_path: Path) -> None:
+    path = inventory(tmp_path, 'web = ["w1", "w2"]\ndb = ["d1"]\n')
+    assert [n for n, _ in load_hosts(path, limit="web")] == ["w1", "w2"]
+    assert [n for n, _ in load_hosts(path, limit="d1")] == ["d1"]
+
+
+def test_limit_matching_nothing_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = inventory(tmp_path, 'hosts = ["h"]\n')
+    with pytest.raises(InventoryError, match="--limit nope matches no host or group"):
+        load_hosts(path, limit="nope")
+
+
+def test_missing_file_and_empty_inventory_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError, match="no such inventory file"):
+        load_hosts(tmp_path / "absent.py")
+    with pytest.raises(InventoryError, match="defines no hosts"):
+        load_hosts(inventory(tmp_path, "x = 1\n"))
+
+
+def test_specs_are_validated_and_name_the_inventory(tmp_path: Path) -> None:
+    path = inventory(tmp_path, f"hosts = [('db1', {SPLIT_DATA})]\n")
+    [(name, spec)] = load_specs(path)
+    assert name == "db1"
+    assert spec.inventory == str(path)
+    assert spec.roles == ["app_migrator", "app_runtime"]
+
+
+def test_invalid_host_data_is_a_spec_error_naming_file_and_host(tmp_path: Path) -> None:
+    path = inventory(tmp_path, "hosts = [('db1', {'pg_environment': 'staging'})]\n")
+    with pytest.raises(SpecError, match=rf"^{tmp_path}/inv.py: host db1: pg_profile: "):
+        load_specs(path)
+
+
+# --- the repository's inventories --------------------------------------------------------------
+
+
+@pytest.fixture
+def controller_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    for name in ("DB_TARGET", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGPROV_SCHEMA_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("APP_MIGRATOR_PASSWORD", "APP_RUNTIME_PASSWORD", "APP_DB_PASSWORD"):
+        monkeypatch.setenv(name, "unused-by-the-loader")
+
+
+@pytest.mark.usefixtures("controller_env")
+@pytest.mark.parametrize(
+    ("file", "host", "environment", "opclass"),
+    [
+        ("staging.py", "db1.staging.example.com", "staging", "jsonb_ops"),
+        ("production.py", "db1.production.example.com", "production", "jsonb_path_ops"),
+    ],
+)
+def test_remote_split_inventories_load(
+    file: str, host: str, environment: str, opclass: str
+) -> None:
+    [(name, spec)] = load_specs(f"inventories/{file}")
+    assert name == host
+    assert spec.inventory == f"inventories/{file}"
+    assert (spec.environment, spec.profile, spec.gin_opclass) == (environment, "split", opclass)
+    assert spec.admin.sudo_user == "postgres"
+    assert spec.tunnel
+    assert (spec.app_host, spec.app_port) == ("127.0.0.1", 5432)
+    assert {r.source for r in spec.passwords.values()} == {
+        "APP_MIGRATOR_PASSWORD",
+        "APP_RUNTIME_PASSWORD",
+    }
+
+
+@pytest.mark.usefixtures("controller_env")
+def test_production_inventory_follows_libpq_variables_when_pointed_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DB_TARGET", "@local")
+    monkeypatch.setenv("PGHOST", "managed.example.com")
+    monkeypatch.setenv("PGPORT", "6543")
+    monkeypatch.setenv("PGUSER", "admin")
+    monkeypatch.setenv("PGPASSWORD", "admin-pw")
+    [(name, spec)] = load_specs("inventories/production.py")
+    assert name == "@local"
+    assert (spec.admin.host, spec.admin.port, spec.admin.user) == (
+        "managed.example.com",
+        6543,
+        "admin",
+    )
+    assert spec.admin.sudo_user is None
+    assert spec.admin.password is not None
+    assert spec.admin.password.source == "PGPASSWORD"
+    assert (spec.app_host, spec.app_port) == ("managed.example.com", 6543)
+    assert not spec.tunnel
+
+
+@pytest.mark.usefixtures("controller_env")
+def test_dev_inventory_is_single_user_with_createdb_on_local() -> None:
+    [(name, spec)] = load_specs("inventories/dev.py")
+    assert name == "@local"
+    assert (spec.environment, spec.profile, spec.createdb) == ("dev", "single_user", True)
+    assert spec.roles == ["hinfelaar_fastapi_db_user"]
+    assert spec.passwords["hinfelaar_fastapi_db_user"].source == "APP_DB_PASSWORD"
+    assert (spec.admin.host, spec.admin.port) == ("localhost", 5432)
+
+
+@pytest.mark.usefixtures("controller_env")
+def test_local_inventory_pointed_at_a_server_starts_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import deploy.embedded
+
+    def no_server(*args: object, **kwargs: object) -> None:
+        raise AssertionError("inventories/local.py started the embedded server")
+
+    monkeypatch.setattr(deploy.embedded, "ensure_local_server", no_server)
+    monkeypatch.setenv("PGHOST", "127.0.0.1")
+    monkeypatch.setenv("PGPORT", "15432")
+    [(name, spec)] = load_specs("inventories/local.py")
+    assert name == "@local"
+    assert (spec.environment, spec.profile) == ("local", "split")
+    assert (spec.admin.host, spec.admin.port) == ("127.0.0.1", 15432)
+    assert (spec.app_host, spec.app_port) == ("127.0.0.1", 15432)
+    assert spec.passwords["app_runtime"].source == "APP_RUNTIME_PASSWORD"

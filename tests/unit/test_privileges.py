@@ -1,0 +1,194 @@
+"""Privileges as values: wanted and current are sets of frozen Grants; the plan is set arithmetic."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from deploy.privileges import (
+    Grant,
+    current_grants,
+    diff,
+    group,
+    predicted_new_database,
+    wanted_grants,
+)
+from deploy.state import AclEntry, DefaultAclState, RelationState
+from tests.unit.test_plan import (
+    DB,
+    MIGRATOR,
+    RUNTIME,
+    converged_single,
+    converged_split,
+    fresh_snapshot,
+    single_spec,
+    split_spec,
+)
+
+
+def test_grant_is_a_frozen_hashable_value() -> None:
+    a = Grant("TABLE", "app", "t", "SELECT", RUNTIME)
+    assert a == Grant("TABLE", "app", "t", "SELECT", RUNTIME)
+    assert len({a, Grant("TABLE", "app", "t", "SELECT", RUNTIME)}) == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.privilege = "INSERT"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("grant", "target", "description"),
+    [
+        (
+            Grant("TABLE", "app", "t", "SELECT", RUNTIME),
+            ["app", "t"],
+            "SELECT on table app.t for role app_runtime",
+        ),
+        (
+            Grant("DATABASE", None, DB, "CONNECT", "PUBLIC"),
+            [DB],
+            f"CONNECT on database {DB} for PUBLIC",
+        ),
+        (
+            Grant("SEQUENCE", "app", "s", "USAGE", RUNTIME, grantable=True),
+            ["app", "s"],
+            "USAGE WITH GRANT OPTION on sequence app.s for role app_runtime",
+        ),
+        (
+            Grant("DEFAULT", None, MIGRATOR, "SELECT", RUNTIME, objects="TABLES"),
+            [MIGRATOR],
+            "SELECT on future tables created by app_migrator for role app_runtime",
+        ),
+    ],
+)
+def test_grant_names_its_target_and_describes_itself(
+    grant: Grant, target: list[str], description: str
+) -> None:
+    assert grant.target == target
+    assert grant.describe() == description
+
+
+def test_split_wants_connect_usage_dml_and_default_privileges_for_the_runtime() -> None:
+    wanted = wanted_grants(split_spec(), converged_split())
+    runtime = {g for g in wanted if g.grantee == RUNTIME}
+    assert Grant("DATABASE", None, DB, "CONNECT", RUNTIME) in runtime
+    assert Grant("SCHEMA", None, "app", "USAGE", RUNTIME) in runtime
+    on_table = {g.privilege for g in runtime if g.name == "checklistresponse"}
+    assert on_table == {"SELECT", "INSERT", "UPDATE", "DELETE"}
+    on_sequence = {g.privilege for g in runtime if g.name == "checklistresponse_id_seq"}
+    assert on_sequence == {"USAGE", "SELECT", "UPDATE"}
+    defaults = {(g.objects, g.privilege) for g in runtime if g.object_type == "DEFAULT"}
+    assert defaults == {
+        *(("TABLES", p) for p in ("SELECT", "INSERT", "UPDATE", "DELETE")),
+        *(("SEQUENCES", p) for p in ("USAGE", "SELECT", "UPDATE")),
+    }
+    assert all(g.name == MIGRATOR and g.schema == "app" for g in runtime if g.objects)
+    assert not any(g.name == "aerich" for g in wanted)
+    assert not any(g.privilege == "CREATE" for g in wanted)
+    assert {g for g in wanted if g.grantee == "PUBLIC"} == {
+        Grant("SCHEMA", None, "public", "USAGE", "PUBLIC")
+    }
+
+
+def test_single_user_wants_only_public_usage_on_schema_public() -> None:
+    assert wanted_grants(single_spec(), converged_single()) == {
+        Grant("SCHEMA", None, "public", "USAGE", "PUBLIC")
+    }
+
+
+def test_current_grants_exclude_owners_and_unmanaged_roles() -> None:
+    snap = converged_split()
+    snap = dataclasses.replace(
+        snap,
+        relations=(
+            *snap.relations,
+            RelationState("app", "x", "table", MIGRATOR, (AclEntry("reporting", "SELECT"),)),
+        ),
+    )
+    current = current_grants(split_spec(), snap)
+    assert not any(g.grantee == MIGRATOR for g in current)
+    assert not any(g.grantee in ("reporting", "pg_database_owner") for g in current)
+    assert Grant("SCHEMA", None, "public", "USAGE", "PUBLIC") in current
+
+
+def test_default_acls_of_unmanaged_roles_and_unknown_objtypes_are_ignored() -> None:
+    snap = dataclasses.replace(
+        converged_split(),
+        default_acls=(
+            DefaultAclState("someone_else", "app", "r", (AclEntry(RUNTIME, "SELECT"),)),
+            DefaultAclState(MIGRATOR, "app", "L", (AclEntry(RUNTIME, "USAGE"),)),
+        ),
+    )
+    assert not any(g.object_type == "DEFAULT" for g in current_grants(split_spec(), snap))
+
+
+def test_global_default_acl_restating_builtins_is_not_drift() -> None:
+    snap = dataclasses.replace(
+        converged_split(),
+        default_acls=(
+            *converged_split().default_acls,
+            DefaultAclState(
+                MIGRATOR,
+                None,
+                "f",
+                (AclEntry("PUBLIC", "EXECUTE"), AclEntry(MIGRATOR, "EXECUTE")),
+            ),
+        ),
+    )
+    spec = split_spec()
+    assert diff(wanted_grants(spec, snap), current_grants(spec, snap)) == ([], [])
+
+
+def test_per_schema_default_acl_to_any_role_is_managed() -> None:
+    snap = dataclasses.replace(
+        converged_split(),
+        default_acls=(
+            *converged_split().default_acls,
+            DefaultAclState(MIGRATOR, "app", "f", (AclEntry("reporting", "EXECUTE"),)),
+        ),
+    )
+    spec = split_spec()
+    to_revoke, to_grant = diff(wanted_grants(spec, snap), current_grants(spec, snap))
+    assert to_revoke == [
+        Grant("DEFAULT", "app", MIGRATOR, "EXECUTE", "reporting", objects="FUNCTIONS")
+    ]
+    assert to_grant == []
+
+
+@pytest.mark.parametrize(("major", "public_create"), [(14, True), (15, False), (18, False)])
+def test_new_database_is_predicted_with_template0_defaults(major: int, public_create: bool) -> None:
+    predicted = predicted_new_database(split_spec(), fresh_snapshot(major))
+    assert Grant("DATABASE", None, DB, "CONNECT", "PUBLIC") in predicted
+    assert Grant("DATABASE", None, DB, "TEMPORARY", "PUBLIC") in predicted
+    assert Grant("SCHEMA", None, "public", "USAGE", "PUBLIC") in predicted
+    assert (Grant("SCHEMA", None, "public", "CREATE", "PUBLIC") in predicted) is public_create
+
+
+def test_diff_is_current_minus_wanted_then_wanted_minus_current_sorted() -> None:
+    keep = Grant("SCHEMA", None, "app", "USAGE", RUNTIME)
+    extra = [Grant("TABLE", "app", n, "TRUNCATE", RUNTIME) for n in ("b", "a")]
+    missing = [Grant("TABLE", "app", n, "SELECT", RUNTIME) for n in ("d", "c")]
+    to_revoke, to_grant = diff({keep, *missing}, {keep, *extra})
+    assert to_revoke == sorted(extra)
+    assert to_grant == sorted(missing)
+
+
+def test_group_merges_privileges_per_object_and_grantee_in_readable_order() -> None:
+    grants = [
+        Grant("TABLE", "app", "t", p, RUNTIME) for p in ("DELETE", "SELECT", "UPDATE", "INSERT")
+    ] + [
+        Grant("DEFAULT", "app", MIGRATOR, "SELECT", RUNTIME, objects="TABLES"),
+        Grant("DATABASE", None, DB, "TEMPORARY", "PUBLIC"),
+        Grant("DATABASE", None, DB, "CONNECT", "PUBLIC"),
+        Grant("TABLE", "app", "t", "SELECT", RUNTIME, grantable=True),
+    ]
+    groups = group(grants)
+    assert [(g.object_type, g.name, g.privileges, g.grantable) for g in groups] == [
+        ("DATABASE", DB, ("CONNECT", "TEMPORARY"), False),
+        ("TABLE", "t", ("SELECT", "INSERT", "UPDATE", "DELETE"), False),
+        ("TABLE", "t", ("SELECT",), True),
+        ("DEFAULT", MIGRATOR, ("SELECT",), False),
+    ]
+    assert groups[1].describe() == (
+        "SELECT, INSERT, UPDATE, DELETE on table app.t for role app_runtime"
+    )
+    assert groups[1].target == ["app", "t"]
