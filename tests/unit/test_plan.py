@@ -671,7 +671,10 @@ def test_existing_roles_without_database_get_only_the_database_work() -> None:
     assert [i.description for i in plan.create_database] == [
         f"create database {DB} owned by app_migrator"
     ]
-    assert plan.script().startswith("SELECT 'CREATE DATABASE")
+    # No roles transaction: the script starts with the locked check-and-create.
+    assert plan.script().startswith(
+        "SELECT pg_catalog.pg_advisory_lock(1885827186) \\g /dev/null\nSELECT 'CREATE DATABASE"
+    )
 
 
 # --- passwords -----------------------------------------------------------------------------------

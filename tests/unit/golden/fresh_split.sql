@@ -11,8 +11,10 @@ DO $pgprov$ BEGIN
   END IF;
 END $pgprov$;
 COMMIT;
+SELECT pg_catalog.pg_advisory_lock(1885827186) \g /dev/null
 SELECT 'CREATE DATABASE "hinfelaar_fastapi" OWNER "app_migrator" ENCODING ''UTF8'' TEMPLATE template0'
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = 'hinfelaar_fastapi') \gexec
+SELECT pg_catalog.pg_advisory_unlock(1885827186) \g /dev/null
 \connect "hinfelaar_fastapi"
 BEGIN;
 SELECT pg_catalog.pg_advisory_xact_lock(1885827186) \g /dev/null
