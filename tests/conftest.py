@@ -5,11 +5,21 @@ Unit tests request none of these and start no server.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from tests.pgserver import BackendUnavailable, Names, Server, drop_prefixed, open_server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A CI timeout or ``kill`` sends SIGTERM: end like Ctrl-C, so servers are stopped."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @pytest.fixture(scope="session")
