@@ -12,8 +12,8 @@ from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
 
 from deploy import operations
-from deploy.secrets import SecretError
-from deploy.spec import Spec, SpecError, build_spec
+from deploy.secrets import SecretError, resolve
+from deploy.spec import PASSWORD_KEYS, Spec, SpecError, build_spec
 
 SCHEMA_STEP = {"migrate": "Aerich migrations", "generate": "generate_schemas (prototype mode)"}
 
@@ -24,11 +24,20 @@ def load_spec() -> Spec:
     inventory = str(data.get("pg_inventory", "inventory"))
     try:
         spec = build_spec(data, inventory=inventory, host=host.name)
-        operations.resolved_passwords(spec)
     except SpecError as exc:
         raise DeployError(str(exc)) from None
-    except SecretError as exc:
-        raise DeployError(f"{inventory}: host {host.name}: {exc}") from None
+    references = {
+        key: spec.passwords[getattr(spec, which)]
+        for key, which in PASSWORD_KEYS.items()
+        if getattr(spec, which) in spec.roles
+    }
+    if spec.admin.password is not None:
+        references["pg_admin_password"] = spec.admin.password
+    for key, reference in references.items():
+        try:
+            resolve(reference)
+        except SecretError as exc:
+            raise DeployError(f"{inventory}: host {host.name}: {key}: {exc}") from None
     return spec
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
-from deploy.psql import admin_password, shell_command, stdin_for
+from deploy.psql import Stdin, admin_password, shell_command, stdin_for
 from deploy.render import render
 from deploy.spec import GIN_INDEX, GIN_TABLE, Spec
 from deploy.state import Snapshot, SnapshotError
@@ -75,7 +75,7 @@ def connection_args(
         password = admin_password(admin)
     args: dict[str, Any] = {
         "command_line": shell_command(admin, password_on_stdin=password is not None, dbname=dbname),
-        "_stdin": stdin_for(script, password),
+        "_stdin": Stdin(stdin_for(script, password)),
     }
     if admin.sudo_user:
         args.update(_sudo=True, _sudo_user=admin.sudo_user)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from deploy.secrets import Secret, SecretError, resolve
@@ -43,6 +43,30 @@ def shell_command(
     if not password_on_stdin:
         return argv
     return f"sh -c {shlex.quote('IFS= read -r PGPASSWORD && export PGPASSWORD && exec ' + argv)}"
+
+
+class Stdin:
+    """psql's stdin for pyinfra: pyinfra reads it through ``readlines()``, and everything that
+    prints it (fact and operation arguments at -v/-vv) sees only a mask, never the password."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def readlines(self) -> list[str]:
+        return self._text.splitlines(keepends=True)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.readlines())
+
+    def text(self) -> str:
+        return self._text
+
+    def __str__(self) -> str:
+        return "<psql script on stdin>"
+
+    __repr__ = __str__
 
 
 def stdin_for(script: str, password: Secret | None) -> str:

@@ -1,0 +1,136 @@
+"""Helpers for the provisioning e2e tests: catalog reading, superuser SQL, CLI output checks.
+
+privileges(snap.relation("app", "checklist"), names.runtime)   # {"SELECT", ...}
+superuser_sql(pg_server, names.database, "GRANT ... TO {runtime}", names)
+assert_one_clear_line(proc, "@local", "pg_schema")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from psycopg import sql
+
+from deploy.migrate import migration_files, model_tables
+from deploy.state import AclEntry, Snapshot
+from tests.deploykit import TestEnv, env_data, run_api
+from tests.pgserver import Names, Server, drop_prefixed
+
+SCHEMA = "app"
+BOOKKEEPING = "aerich"
+APP_TABLES = frozenset(model_tables())
+MIGRATIONS = tuple(migration_files())
+TABLE_PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
+SEQUENCE_PRIVILEGES = frozenset({"USAGE", "SELECT", "UPDATE"})
+
+
+class HasAcl(Protocol):
+    acl: tuple[AclEntry, ...]
+
+
+def privileges(obj: HasAcl | None, grantee: str) -> set[str]:
+    """The privileges ``grantee`` holds directly on a catalog object (empty when it is absent)."""
+    if obj is None:
+        return set()
+    return {entry.privilege for entry in obj.acl if entry.grantee == grantee}
+
+
+def grantees(obj: HasAcl, *, besides: str) -> set[str]:
+    """Every grantee on the object other than ``besides`` (usually its owner)."""
+    return {entry.grantee for entry in obj.acl if entry.grantee != besides}
+
+
+def default_privileges(snap: Snapshot, for_role: str, objtype: str, grantee: str) -> set[str]:
+    """Default privileges FOR ROLE ``for_role`` IN SCHEMA app on ``objtype`` (r, S) for ``grantee``."""
+    found: set[str] = set()
+    for dacl in snap.default_acls:
+        if dacl.role == for_role and dacl.schema == SCHEMA and dacl.objtype == objtype:
+            found |= privileges(dacl, grantee)
+    return found
+
+
+def app_relations(snap: Snapshot, kind: str) -> dict[str, Any]:
+    return {r.name: r for r in snap.relations if r.schema == SCHEMA and r.kind == kind}
+
+
+def identifiers(names: Names, **extra: str) -> dict[str, sql.Identifier]:
+    """Quoted names for ``sql.SQL(...).format``: {db}, {migrator}, {runtime}, {user}, extras."""
+    plain = {
+        "db": names.database,
+        "migrator": names.migrator,
+        "runtime": names.runtime,
+        "user": names.app_user,
+        **extra,
+    }
+    return {key: sql.Identifier(value) for key, value in plain.items()}
+
+
+def superuser_sql(server: Server, dbname: str, statement: str, names: Names, **extra: str) -> None:
+    """Run one statement as the superuser, with {db}/{migrator}/{runtime}/... filled in quoted."""
+    with server.connect(dbname) as conn:
+        conn.execute(sql.SQL(statement).format(**identifiers(names, **extra)))  # type: ignore[arg-type]
+
+
+def prefixed_objects(server: Server, prefix: str) -> list[str]:
+    """Every role and database whose name starts with ``prefix`` (what a deploy would create)."""
+    with server.connect() as conn:
+        rows = conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE %(p)s "
+            "UNION ALL SELECT datname FROM pg_database WHERE datname LIKE %(p)s",
+            {"p": prefix + "%"},
+        ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def without_passwords(snap: Snapshot) -> Snapshot:
+    """The snapshot with stored verifiers blanked (their salts differ between two deploys)."""
+    roles = {name: dataclasses.replace(role, password=None) for name, role in snap.roles.items()}
+    return dataclasses.replace(snap, roles=roles)
+
+
+def comparable(snap: Snapshot, names: Names) -> str:
+    """A name-independent form of a snapshot, to compare two environments' catalogs."""
+    snap = without_passwords(snap)
+    text = repr(snap)
+    for role in snap.roles.values():
+        # settings are compare=False on RoleState; put them in the text explicitly.
+        text += f"\n{role.name}: {sorted(role.settings.items())}"
+    return text.replace(names.prefix, "<prefix>")
+
+
+def combined(proc: subprocess.CompletedProcess[str]) -> str:
+    return proc.stdout + proc.stderr
+
+
+def lines_with(text: str, *needles: str) -> list[str]:
+    return [line for line in text.splitlines() if all(n in line for n in needles)]
+
+
+def assert_one_clear_line(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """The run failed, printed no traceback, and one line carries every needle; returns it."""
+    output = combined(proc)
+    assert proc.returncode != 0, f"the run should have failed:\n{output}"
+    assert "Traceback" not in output, f"a Python traceback was printed:\n{output}"
+    matching = lines_with(output, *needles)
+    assert len(matching) == 1, f"expected one line with {needles}, got {matching}:\n{output}"
+    return matching[0]
+
+
+@contextlib.contextmanager
+def provisioned(
+    server: Server, directory: Path, *, profile: str = "split", **overrides: Any
+) -> Iterator[tuple[TestEnv, Names]]:
+    """A deployed environment with its own names, for module-scoped fixtures; dropped after."""
+    names = Names.new()
+    try:
+        env = env_data(server, names, directory, profile=profile, **overrides)
+        result = run_api(env.data)
+        assert result.success, result
+        yield env, names
+    finally:
+        drop_prefixed(server, names.prefix)
