@@ -345,32 +345,30 @@ class LocalCluster:
             run_user=self.run_user,
             superuser=self.superuser,
         )
-        passfile = base / ".replpass"
+        # Kept for the standby's lifetime: pg_basebackup -R points primary_conninfo at it.
+        passfile = base / "replication.pgpass"
         passfile.write_text(f"127.0.0.1:{self.port}:*:{self.superuser}:{self.password}\n")
         passfile.chmod(0o600)
         standby._chown(passfile)
         for sub in (standby.data, standby.sockdir):
             sub.mkdir(mode=0o700)
             standby._chown(sub)
-        try:
-            standby._run(
-                "pg_basebackup",
-                "-D",
-                str(standby.data),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                self.superuser,
-                "-R",
-                "-X",
-                "stream",
-                "--no-sync",
-                env_extra={"PGPASSFILE": str(passfile)},
-            )
-        finally:
-            passfile.unlink()
+        standby._run(
+            "pg_basebackup",
+            "-D",
+            str(standby.data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            self.superuser,
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+            env_extra={"PGPASSFILE": str(passfile)},
+        )
         with (standby.data / "postgresql.conf").open("a") as fh:
             fh.write(f"port = {standby.port}\nunix_socket_directories = '{standby.sockdir}'\n")
         standby.logfile.touch()

@@ -93,6 +93,14 @@ def provision(spec: Spec):
         verifier_for=lambda role: _verifier(passwords[role]),
         password_matches=lambda role, stored: verifier_matches(passwords[role], stored),
     )
+    if plan.roles and not (snap.is_superuser or snap.can_create_role):
+        yield failure(
+            "createrole",
+            f"the admin {snap.current_user} has neither SUPERUSER nor CREATEROLE, so it cannot "
+            f"create or alter roles {', '.join(spec.roles)}: grant it CREATEROLE (managed "
+            "services: the provider's admin role) or create the roles beforehand",
+        )
+        return
     if plan.empty:
         host.noop(
             f"database {spec.database}: roles, ownership, privileges and settings already as declared"

@@ -18,7 +18,9 @@ from pathlib import Path
 from deploy.secrets import Secret, SecretError, resolve
 from deploy.spec import AdminConnection
 
-PSQL_FLAGS = ("-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1")
+# VERBOSITY=terse: an error is one line, without a CONTEXT that would echo the statement
+# (and with it a role's password verifier) into the deploy's output.
+PSQL_FLAGS = ("-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse")
 
 
 def psql_argv(

@@ -35,7 +35,7 @@ def secret_file(directory: Path, name: str, value: str) -> Path:
 
 
 @dataclass
-class TestEnv:
+class DeployEnv:
     """Host data for one test environment plus the plaintext passwords it uses."""
 
     data: dict[str, Any]
@@ -52,7 +52,7 @@ def env_data(
     *,
     profile: str = "split",
     **overrides: Any,
-) -> TestEnv:
+) -> DeployEnv:
     """A split (or single_user) environment on the test server, with unique names."""
     admin_password = secret_file(directory, "admin", server.password)
     passwords = {
@@ -79,7 +79,7 @@ def env_data(
         "pg_app_user_password": f"file:{secret_file(directory, 'app_user', passwords['app_user'])}",
     }
     data.update(overrides)
-    return TestEnv(data={k: v for k, v in data.items() if v is not None}, passwords=passwords)
+    return DeployEnv(data={k: v for k, v in data.items() if v is not None}, passwords=passwords)
 
 
 @dataclass
@@ -176,7 +176,7 @@ def run_cli(
     )
 
 
-def snapshot(server: Server, env: TestEnv) -> Snapshot:
+def snapshot(server: Server, env: DeployEnv) -> Snapshot:
     """The same catalog snapshot the deploy reads, taken with psql as the superuser."""
     from deploy.facts import inspect_script
 

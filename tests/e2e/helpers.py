@@ -18,7 +18,7 @@ from psycopg import sql
 
 from deploy.migrate import migration_files, model_tables
 from deploy.state import AclEntry, Snapshot
-from tests.deploykit import TestEnv, env_data, run_api
+from tests.deploykit import DeployEnv, env_data, run_api
 from tests.pgserver import Names, Server, drop_prefixed
 
 SCHEMA = "app"
@@ -124,7 +124,7 @@ def assert_one_clear_line(proc: subprocess.CompletedProcess[str], *needles: str)
 @contextlib.contextmanager
 def provisioned(
     server: Server, directory: Path, *, profile: str = "split", **overrides: Any
-) -> Iterator[tuple[TestEnv, Names]]:
+) -> Iterator[tuple[DeployEnv, Names]]:
     """A deployed environment with its own names, for module-scoped fixtures; dropped after."""
     names = Names.new()
     try:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from psycopg import sql
 
 from app_schema.config import APP_LABEL, MIGRATIONS_LOCATION
-from tests.deploykit import REPO, TestEnv
+from tests.deploykit import REPO, DeployEnv
 from tests.pgserver import Server
 
 AERICH = str(Path(sys.executable).parent / "aerich")
@@ -42,23 +42,23 @@ MIGRATIONS_ENV = "PGPROV_MIGRATIONS_LOCATION"
 """The hook the tests need: the migrations location the deploy (and its child) should use."""
 
 
-def database(env: TestEnv) -> str:
+def database(env: DeployEnv) -> str:
     return str(env.data["pg_database"])
 
 
-def query(server: Server, env: TestEnv, statement: str, params: Any = None) -> list[tuple]:
+def query(server: Server, env: DeployEnv, statement: str, params: Any = None) -> list[tuple]:
     """Run one statement as the superuser in the environment's database; rows (or [])."""
     with server.connect(database(env)) as conn:
         cur = conn.execute(statement, params)
         return cur.fetchall() if cur.description else []
 
 
-def execute(server: Server, env: TestEnv, statement: str | sql.Composable) -> None:
+def execute(server: Server, env: DeployEnv, statement: str | sql.Composable) -> None:
     with server.connect(database(env)) as conn:
         conn.execute(statement)
 
 
-def role_url(server: Server, env: TestEnv, which: str) -> str:
+def role_url(server: Server, env: DeployEnv, which: str) -> str:
     """postgres:// URL of a managed role (``migrator``, ``runtime`` or ``app_user``)."""
     role = str(env.data[f"pg_{which}"])
     password = env.passwords[which]
@@ -69,7 +69,7 @@ def role_url(server: Server, env: TestEnv, which: str) -> str:
 
 
 def aerich_cli(
-    server: Server, env: TestEnv, *args: str, which: str = "migrator"
+    server: Server, env: DeployEnv, *args: str, which: str = "migrator"
 ) -> subprocess.CompletedProcess[str]:
     """The ``aerich`` CLI as a developer runs it: config from DATABASE_URL and DB_SCHEMA."""
     environ = {
@@ -89,12 +89,12 @@ def aerich_cli(
     )
 
 
-def aerich_versions(server: Server, env: TestEnv) -> list[str]:
+def aerich_versions(server: Server, env: DeployEnv) -> list[str]:
     """Every recorded version, duplicates included, in insertion order."""
     return [r[0] for r in query(server, env, "SELECT version FROM app.aerich ORDER BY id")]
 
 
-def tables_in_schema(server: Server, env: TestEnv) -> set[str]:
+def tables_in_schema(server: Server, env: DeployEnv) -> set[str]:
     rows = query(
         server,
         env,
@@ -105,7 +105,7 @@ def tables_in_schema(server: Server, env: TestEnv) -> set[str]:
     return {r[0] for r in rows}
 
 
-def runtime_privileges_on(server: Server, env: TestEnv, table: str) -> list[str]:
+def runtime_privileges_on(server: Server, env: DeployEnv, table: str) -> list[str]:
     """Privileges the runtime role holds on app.<table> directly (from the ACL itself)."""
     rows = query(
         server,

@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from tests.deploykit import REPO, env_data, run_api, write_inventory
-from tests.deploykit import TestEnv as DeployEnv
+from tests.deploykit import DeployEnv
 from tests.pgserver import Names, Server
 
 Seed = Callable[[Server, Names], None]

@@ -17,7 +17,7 @@ from psycopg import errors
 
 from deploy.secrets import verifier_matches
 from deploy.state import Snapshot
-from tests.deploykit import TestEnv as DeployEnv
+from tests.deploykit import DeployEnv as DeployEnv
 from tests.deploykit import env_data, login, run_api, run_cli, snapshot
 from tests.e2e.helpers import (
     APP_TABLES,

@@ -167,7 +167,7 @@ class Deployment:
 
     host: TargetHost
     names: Names
-    env: deploykit.TestEnv
+    env: deploykit.DeployEnv
     passwords: dict[str, str]
     started: float
     before: Snapshot
@@ -206,7 +206,7 @@ def deploy_user_files(host: TargetHost) -> set[str]:
 def deployment(target: TargetHost) -> Iterator[Deployment]:
     names = Names.new()
     passwords = new_passwords(names)
-    env = deploykit.TestEnv(data=target.data(names))
+    env = deploykit.DeployEnv(data=target.data(names))
     cursors = [
         LogCursor(Path(target.server.cluster.logfile)),  # type: ignore[union-attr]
         LogCursor(target.ssh.sshd_log),
