@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.deploykit import REPO, env_data, run_api, write_inventory
-from tests.deploykit import DeployEnv
+from tests.deploykit import REPO, DeployEnv, env_data, run_api, write_inventory
 from tests.pgserver import Names, Server
 
 Seed = Callable[[Server, Names], None]

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploykit import DeployEnv
-from tests.deploykit import env_data, secret_file, snapshot
+from tests.deploykit import DeployEnv, env_data, secret_file, snapshot
 from tests.e2e.clusters import (
     all_started_before_any_finished,
     cluster_objects,

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.deploykit import DeployEnv
-from tests.deploykit import env_data, login, run_api, secret_file, snapshot
+from tests.deploykit import DeployEnv, env_data, login, run_api, secret_file, snapshot
 from tests.deploykit import write_inventory as write_single_inventory
 from tests.e2e.clusters import cluster_objects, create_admin, host_outcomes, run_audit, run_pyinfra
 from tests.e2e.helpers import (
