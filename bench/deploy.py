@@ -34,7 +34,12 @@ sys.path.insert(0, str(REPO))
 from tests.pgserver import Server, local_server  # noqa: E402
 
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
-SMALL = {"shared_buffers": "'32MB'", "max_connections": "40", "max_wal_senders": "0", "wal_level": "minimal"}
+SMALL = {
+    "shared_buffers": "'32MB'",
+    "max_connections": "40",
+    "max_wal_senders": "0",
+    "wal_level": "minimal",
+}
 
 
 @dataclass
@@ -54,15 +59,22 @@ class Row:
 
 
 class Shim:
-    """A directory with a ``psql`` that counts its starts, then runs the real one."""
+    """Counting ``psql`` stand-ins: ``psql`` runs the one on PATH (on Debian, the Perl
+    wrapper a DBA types), ``psql-direct`` runs the client binary the deploy itself picks."""
 
     def __init__(self, directory: Path) -> None:
+        from deploy.psql import local_psql
+
         self.directory = directory
         self.log = directory / "psql.count"
-        real = subprocess.run(["sh", "-c", "command -v psql"], capture_output=True, text=True).stdout.strip()
-        shim = directory / "psql"
-        shim.write_text(f'#!/bin/sh\necho 1 >> "{self.log}"\nexec {real} "$@"\n')
-        shim.chmod(0o755)
+        on_path = subprocess.run(
+            ["sh", "-c", "command -v psql"], capture_output=True, text=True
+        ).stdout.strip()
+        for name, real in (("psql", on_path), ("psql-direct", local_psql())):
+            shim = directory / name
+            shim.write_text(f'#!/bin/sh\necho 1 >> "{self.log}"\nexec {real} "$@"\n')
+            shim.chmod(0o755)
+        self.direct = str(directory / "psql-direct")
 
     def reset(self) -> None:
         self.log.write_text("")
@@ -71,7 +83,11 @@ class Shim:
         return len(self.log.read_text().splitlines())
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "PATH": f"{self.directory}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+        return {
+            **os.environ,
+            "PATH": f"{self.directory}:{os.environ['PATH']}",
+            "PYTHONPATH": str(REPO),
+        }
 
 
 def secret(directory: Path, name: str, value: str) -> str:
@@ -82,9 +98,10 @@ def secret(directory: Path, name: str, value: str) -> str:
     return f"file:{path}"
 
 
-def host_data(server: Server, directory: Path, prefix: str) -> dict:
+def host_data(server: Server, directory: Path, prefix: str, psql: str = "psql") -> dict:
     tag = f"{prefix}-{server.port}"
     return {
+        "pg_psql": psql,
         "pg_environment": "bench",
         "pg_profile": "split",
         "pg_database": f"{prefix}_db",
@@ -105,11 +122,13 @@ def write_inventory(directory: Path, hosts: list[tuple[str, dict]], name: str) -
     return path
 
 
-def run_deploy(inventory: Path, shim: Shim) -> tuple[float, int]:
+def run_deploy(
+    inventory: Path, shim: Shim, deploy: str = "deploy/provision.py"
+) -> tuple[float, int]:
     shim.reset()
     start = time.perf_counter()
     proc = subprocess.run(
-        [PYINFRA, "-y", str(inventory), "deploy/provision.py"],
+        [PYINFRA, "-y", str(inventory), deploy],
         cwd=REPO,
         env=shim.env(),
         capture_output=True,
@@ -170,12 +189,12 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_checklistresponse_answers_gin
 """
 
 
-def run_floor(server: Server, script: str, shim: Shim) -> tuple[float, int]:
+def run_floor(server: Server, script: str, shim: Shim, psql: str = "psql") -> tuple[float, int]:
     shim.reset()
     env = {**shim.env(), "PGPASSFILE": str(server.passfile)}
     start = time.perf_counter()
     proc = subprocess.run(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", server.host, "-p", str(server.port),
+        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", server.host, "-p", str(server.port),
          "-U", server.superuser, "-d", "postgres", "-f", "-"],
         input=script, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
@@ -200,6 +219,9 @@ def measure(runs: int, major: str) -> list[Row]:
         rows.setdefault(name, Row(name, [], [])).seconds.append(seconds)
         rows[name].round_trips.append(trips)
 
+    empty_deploy = work / "empty_deploy.py"
+    empty_deploy.write_text("")
+    empty_inventory = write_inventory(work, [("@db/empty", {})], "empty")
     with servers(8, major) as pool:
         for run in range(runs):
             prefix = f"b{run}"
@@ -207,12 +229,24 @@ def measure(runs: int, major: str) -> list[Row]:
             script = floor_script(f"{prefix}f")
             add("floor: static SQL, cold", *run_floor(pool[0], script, shim))
             add("floor: static SQL, no-op", *run_floor(pool[0], script, shim))
+            direct = floor_script(f"{prefix}d")
+            add("floor, psql binary: cold", *run_floor(pool[0], direct, shim, shim.direct))
+            add("floor, psql binary: no-op", *run_floor(pool[0], direct, shim, shim.direct))
+            # pyinfra's own start-up: an empty deploy on one @db host (no psql at all).
+            add("pyinfra: empty deploy", *run_deploy(empty_inventory, shim, str(empty_deploy)))
             # One host: cold, then no-op.
-            one = write_inventory(work, [("@db/env1", host_data(pool[0], work, f"{prefix}o"))], f"one{run}")
+            one = write_inventory(
+                work,
+                [("@db/env1", host_data(pool[0], work, f"{prefix}o", shim.direct))],
+                f"one{run}",
+            )
             add("deploy: cold (1 host)", *run_deploy(one, shim))
             add("deploy: no-op (1 host)", *run_deploy(one, shim))
             for n in (4, 8):
-                hosts = [(f"@db/env{i + 1}", host_data(pool[i], work, f"{prefix}n{n}")) for i in range(n)]
+                hosts = [
+                    (f"@db/env{i + 1}", host_data(pool[i], work, f"{prefix}n{n}", shim.direct))
+                    for i in range(n)
+                ]
                 inv = write_inventory(work, hosts, f"fan{n}-{run}")
                 add(f"fan-out: cold ({n} hosts)", *run_deploy(inv, shim))
                 add(f"fan-out: no-op ({n} hosts)", *run_deploy(inv, shim))
@@ -233,9 +267,11 @@ def report(rows: list[Row], runs: int, major: str) -> str:
         f"{'-' * 28} {'-' * 10} {'-' * 17} {'-' * 9}",
     ]
     for row in rows:
-        floor = floor_noop if "no-op" in row.name else floor_cold
+        floor = floor_noop if "no-op" in row.name or "empty" in row.name else floor_cold
         ratio = "" if row.name.startswith("floor") else f"{row.median / floor:.1f}x"
         lines.append(f"{row.name:<28} {row.median:>10.3f} {row.trips:>17} {ratio:>9}")
+    direct_noop = by["floor, psql binary: no-op"].median
+    direct_cold = by["floor, psql binary: cold"].median
     fan8_cold = by["fan-out: cold (8 hosts)"].median
     fan8_noop = by["fan-out: no-op (8 hosts)"].median
     lines += [
@@ -243,6 +279,9 @@ def report(rows: list[Row], runs: int, major: str) -> str:
         f"targets: no-op <= 13x floor: {one_noop / floor_noop:.1f}x; "
         f"cold <= 15x floor: {one_cold / floor_cold:.1f}x; "
         f"8 hosts <= 1.5x one host: cold {fan8_cold / one_cold:.2f}x, no-op {fan8_noop / one_noop:.2f}x",
+        "ratios use the floor through `psql` on PATH (Debian's Perl wrapper, ~40 ms a start);",
+        f"against the psql binary itself: no-op {one_noop / direct_noop:.1f}x, "
+        f"cold {one_cold / direct_cold:.1f}x (the deploy starts the binary directly)",
     ]
     return "\n".join(lines)
 

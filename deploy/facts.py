@@ -18,7 +18,7 @@ from typing import Any
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
-from deploy.psql import Stdin, admin_password, shell_command, stdin_for
+from deploy.psql import Stdin, admin_password, local_psql, shell_command, stdin_for
 from deploy.render import render
 from deploy.spec import GIN_INDEX, GIN_TABLE, Spec
 from deploy.state import Snapshot, SnapshotError
@@ -37,9 +37,6 @@ class CatalogSnapshot(FactBase):
 
     def command(self, command_line: str) -> str:
         return command_line
-
-    def requires_command(self, command_line: str) -> str:
-        return "psql"
 
     def process(self, output: list[str]) -> Snapshot:
         try:
@@ -73,8 +70,11 @@ def connection_args(
     password = None
     if not admin.sudo_user and (admin.password is not None or not is_local(host)):
         password = admin_password(admin)
+    psql = local_psql() if is_local(host) and spec.psql == "psql" else spec.psql
     args: dict[str, Any] = {
-        "command_line": shell_command(admin, password_on_stdin=password is not None, dbname=dbname),
+        "command_line": shell_command(
+            admin, password_on_stdin=password is not None, dbname=dbname, psql=psql
+        ),
         "_stdin": Stdin(stdin_for(script, password)),
     }
     if admin.sudo_user:

@@ -68,6 +68,7 @@ class Target:
     database: str
     schema: str
     mode: str = "migrate"  # or "generate"
+    location: str = ""  # migrations folder; "" for migrations_location()
 
     def url(self) -> str:
         from urllib.parse import quote
@@ -103,7 +104,8 @@ async def _upgrade(target: Target) -> list[str]:
             finally:
                 await Tortoise.close_connections()
             return ["generate_schemas"]
-        command = Command(tortoise_config=config, app=APP_LABEL, location=migrations_location())
+        location = target.location or migrations_location()
+        command = Command(tortoise_config=config, app=APP_LABEL, location=location)
         try:
             async with command:
                 return await command.upgrade(run_in_transaction=True)
@@ -111,7 +113,7 @@ async def _upgrade(target: Target) -> list[str]:
             after = await _applied(lock, target.schema)
             # Aerich applies in order and records each in its own transaction: the first
             # version still pending afterwards is the one that failed.
-            remaining = pending_migrations(after)
+            remaining = pending_migrations(after, migration_files(target.location or None))
             failed = remaining[0] if remaining else "unknown"
             raise MigrationError(f"migration {failed} failed: {_one_line(exc)}") from exc
     finally:
@@ -140,19 +142,50 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def main() -> int:
-    """Child entry point: a Target as JSON on stdin; applied versions as JSON on stdout."""
-    target = Target(**json.loads(sys.stdin.readline()))
+def upgrade_one(target: Target) -> dict:
+    """Run one upgrade in this process; the result as the JSON-able reply."""
     try:
-        applied = asyncio.run(_upgrade(target))
+        return {"applied": asyncio.run(_upgrade(target))}
     except MigrationError as exc:
-        print(json.dumps({"error": str(exc)}))
-        return 1
-    except Exception as exc:  # the child reports every failure as one line
-        print(json.dumps({"error": _one_line(exc)}))
-        return 1
-    print(json.dumps({"applied": applied}))
+        return {"error": str(exc)}
+    except Exception as exc:  # every failure becomes one line for the deploy to print
+        return {"error": _one_line(exc)}
+
+
+def serve() -> int:
+    """Fork server: import Aerich and Tortoise once, then fork one child per request.
+
+    Requests and replies are JSON lines (``{"id": n, "target": {...}}`` in, ``{"id": n, ...}``
+    out). Each child has Tortoise's and Aerich's global state to itself, so environments
+    upgrade in parallel without paying the imports again (they are most of a run's CPU).
+    """
+    import os
+    import signal
+
+    import aerich  # noqa: F401 - imported before forking, on purpose
+    import psycopg  # noqa: F401
+    import tortoise  # noqa: F401
+
+    import app_schema.config  # noqa: F401
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reap themselves
+    for line in sys.stdin:
+        request = json.loads(line)
+        if os.fork() == 0:
+            reply = {"id": request["id"], **upgrade_one(Target(**request["target"]))}
+            data = (json.dumps(reply)[: 4000 - 1] + "\n").encode()
+            os.write(1, data)  # one write below PIPE_BUF: replies never interleave
+            os._exit(0)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """``--serve``: the fork server; otherwise one Target as JSON on stdin, one reply out."""
+    if argv == ["--serve"]:
+        return serve()
+    reply = upgrade_one(Target(**json.loads(sys.stdin.readline())))
+    print(json.dumps(reply))
+    return 0 if "applied" in reply else 1
 
 
 def target_json(target: Target) -> str:
@@ -182,36 +215,100 @@ def model_tables() -> list[str]:
     return sorted(tables)
 
 
+class _Server:
+    """The controller's handle on one fork server, shared by every host of the run."""
+
+    def __init__(self) -> None:
+        import os
+
+        import gevent
+        from gevent import subprocess as gsubprocess
+
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.proc = gsubprocess.Popen(
+            [sys.executable, "-m", "deploy.migrate", "--serve"],
+            stdin=gsubprocess.PIPE,
+            stdout=gsubprocess.PIPE,
+            stderr=gsubprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=root,
+        )
+        self.waiting: dict[int, object] = {}
+        self.next_id = 0
+        self.reader = gevent.spawn(self._read)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                reply = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            waiter = self.waiting.pop(reply.get("id"), None)
+            if waiter is not None:
+                waiter.set(reply)  # type: ignore[attr-defined]
+        stderr = self.proc.stderr.read() if self.proc.stderr else ""
+        last = (stderr.strip().splitlines() or ["the migration server exited"])[-1]
+        for waiter in self.waiting.values():
+            waiter.set({"error": last})  # type: ignore[attr-defined]
+        self.waiting.clear()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None and not self.reader.dead
+
+    def request(self, target: Target, timeout: float) -> dict:
+        from gevent.event import AsyncResult
+
+        self.next_id += 1
+        waiter = AsyncResult()
+        self.waiting[self.next_id] = waiter
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"id": self.next_id, "target": asdict(target)}) + "\n")
+        self.proc.stdin.flush()
+        return waiter.get(timeout=timeout)
+
+    def close(self) -> None:
+        if self.proc.stdin and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+
+
+_SERVER: _Server | None = None
+
+
+def _server() -> _Server:
+    """The run's fork server, started once (greenlets of several hosts may ask at once)."""
+    global _SERVER
+    if _SERVER is None or not _SERVER.alive():
+        import atexit
+
+        server = _Server()
+        if _SERVER is None or not _SERVER.alive():
+            _SERVER = server
+            atexit.register(server.close)
+        else:
+            server.close()
+    return _SERVER
+
+
+def warm_up() -> None:
+    """Start the fork server now, so its imports overlap the provisioning that precedes it."""
+    _server()
+
+
 def run_child(target: Target, *, timeout: float = 3600) -> list[str]:
-    """Run the upgrade in a child process; return the applied versions or raise MigrationError."""
-    import os
+    """Run the upgrade in a forked child of the shared migration server.
 
-    from gevent import subprocess as gsubprocess
-
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = gsubprocess.run(
-        [sys.executable, "-m", "deploy.migrate"],
-        input=target_json(target),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=root,
-        timeout=timeout,
-        check=False,
-    )
-    result: dict = {}
-    for line in reversed(proc.stdout.splitlines()):
-        try:
-            result = json.loads(line)
-            break
-        except json.JSONDecodeError:
-            continue
-    if proc.returncode != 0 or "applied" not in result:
-        detail = result.get("error") or (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MigrationError(detail)
-    return list(result["applied"])
+    Returns the applied versions or raises MigrationError with the child's one-line error.
+    """
+    if not target.location:
+        target = Target(**{**asdict(target), "location": migrations_location()})
+    reply = _server().request(target, timeout)
+    if "applied" not in reply:
+        raise MigrationError(str(reply.get("error", "no reply from the migration server")))
+    return list(reply["applied"])
 
 
 def run_upgrade(state, host, spec) -> bool:
@@ -256,4 +353,4 @@ def run_upgrade(state, host, spec) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

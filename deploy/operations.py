@@ -19,7 +19,7 @@ from pyinfra.api.state import StateStage
 
 from deploy.facts import connection_args, run_memory, snapshot
 from deploy.gin import IndexPlanError, bookkeeping_items, gin_items
-from deploy.migrate import pending_migrations, run_upgrade
+from deploy.migrate import pending_migrations, run_upgrade, warm_up
 from deploy.plan import Item, build_plan
 from deploy.secrets import Secret, resolve, verifier_matches
 from deploy.spec import Spec
@@ -86,6 +86,7 @@ def provision(spec: Spec):
         if problem:
             yield failure("endpoint", f"pg_app_host/pg_app_port: {problem}")
             return
+        warm_up()
     passwords = resolved_passwords(spec)
     plan = build_plan(
         spec,

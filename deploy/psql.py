@@ -38,10 +38,14 @@ def psql_argv(
 
 
 def shell_command(
-    admin: AdminConnection, *, password_on_stdin: bool, dbname: str | None = None
+    admin: AdminConnection,
+    *,
+    password_on_stdin: bool,
+    dbname: str | None = None,
+    psql: str = "psql",
 ) -> str:
     """The shell command line pyinfra runs on the target."""
-    argv = " ".join(shlex.quote(part) for part in psql_argv(admin, dbname=dbname))
+    argv = " ".join(shlex.quote(part) for part in psql_argv(admin, dbname=dbname, psql=psql))
     if not password_on_stdin:
         return argv
     return f"sh -c {shlex.quote('IFS= read -r PGPASSWORD && export PGPASSWORD && exec ' + argv)}"
@@ -79,6 +83,35 @@ def stdin_for(script: str, password: Secret | None) -> str:
     if "\n" in value or "\r" in value:
         raise SecretError("the admin password contains a line break, which cannot be sent on stdin")
     return value + "\n" + script
+
+
+_LOCAL_PSQL: list[str] = []
+
+
+def local_psql() -> str:
+    """psql on this machine, skipping Debian's version-picking wrapper when it is one.
+
+    /usr/bin/psql on Debian is a Perl script that costs ~40 ms per start before it execs the
+    real client; the newest installed client talks to every older server.
+    """
+    if not _LOCAL_PSQL:
+        import glob
+        import shutil
+
+        found = shutil.which("psql") or "psql"
+        try:
+            with open(found, "rb") as fh:
+                script = fh.read(2) == b"#!"
+        except OSError:
+            script = False
+
+        def major(path: str) -> int:
+            part = Path(path).parts[4]
+            return int(part) if part.isdigit() else 0
+
+        clients = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"), key=major)
+        _LOCAL_PSQL.append(clients[-1] if script and clients else "psql")
+    return _LOCAL_PSQL[0]
 
 
 def passfile_password(

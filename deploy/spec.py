@@ -120,6 +120,7 @@ class Spec(BaseModel):
     app_host: str = "127.0.0.1"
     app_port: int = Field(default=5432, ge=1, le=65535)
     tunnel: bool = False
+    psql: str = "psql"  # the client on the target; "psql" on PATH (locally: the real binary)
 
     @property
     def owner(self) -> str:
@@ -157,6 +158,7 @@ HOST_KEYS: dict[str, str] = {
     "pg_app_host": "app_host",
     "pg_app_port": "app_port",
     "pg_tunnel": "tunnel",
+    "pg_psql": "psql",
 }
 PASSWORD_KEYS = {
     "pg_migrator_password": "migrator",
