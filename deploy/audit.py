@@ -400,7 +400,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report = render_report(checks, args.format, headers)
     if args.output:
-        args.output.write_text(report)
+        try:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(report)
+        except OSError as exc:
+            print(f"--output {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         # The CI log still shows what failed, one sentence per difference.
         for check in checks:
             if check.is_difference:
