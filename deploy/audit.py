@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -36,7 +35,7 @@ from deploy.privileges import (
 )
 from deploy.probes import GROUP as PROBES
 from deploy.probes import probe_role, run_probes
-from deploy.psql import admin_password, shell_command, stdin_for
+from deploy.psql import admin_password, run_local
 from deploy.report import FORMATS, Check, render_report, summary
 from deploy.secrets import SecretError, resolve
 from deploy.spec import GIN_INDEX, GIN_TABLE, Spec, SpecError
@@ -77,20 +76,10 @@ def read_snapshot(host: str, spec: Spec) -> Snapshot:
         password = admin_password(spec.admin)
     except SecretError as exc:
         raise AuditError(f"{where}: pg_admin_password: {exc}") from None
-    command = shell_command(spec.admin, password_on_stdin=password is not None)
     env = {**os.environ}
     env.setdefault("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT)
     try:
-        proc = subprocess.run(
-            ["sh", "-c", command],
-            input=stdin_for(inspect_script(spec), password),
-            text=True,
-            capture_output=True,
-            env=env,
-            check=False,
-            # No controlling terminal: psql cannot stop to prompt for a password in CI.
-            start_new_session=True,
-        )
+        proc = run_local(spec.admin, inspect_script(spec), password=password, env=env)
     except OSError as exc:
         raise AuditError(f"{where}: cannot start psql: {exc.strerror}") from None
     if proc.returncode != 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -112,6 +113,27 @@ def local_psql() -> str:
         clients = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"), key=major)
         _LOCAL_PSQL.append(clients[-1] if script and clients else "psql")
     return _LOCAL_PSQL[0]
+
+
+def run_local(
+    admin: AdminConnection,
+    script: str,
+    *,
+    password: Secret | None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """psql on the controller (audit, reset): the same command line and stdin as the deploy's,
+    without a controlling terminal so psql can never stop to prompt for a password."""
+    command = shell_command(admin, password_on_stdin=password is not None, psql=local_psql())
+    return subprocess.run(
+        ["sh", "-c", command],
+        input=stdin_for(script, password),
+        text=True,
+        capture_output=True,
+        env=dict(os.environ if env is None else env),
+        check=False,
+        start_new_session=True,
+    )
 
 
 def passfile_password(

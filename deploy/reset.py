@@ -9,11 +9,10 @@ connection (@local targets only); the Makefile then provisions again.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 from deploy.inventory import InventoryError, load_specs
-from deploy.psql import admin_password, shell_command, stdin_for
+from deploy.psql import admin_password, run_local
 from deploy.render import ident
 from deploy.secrets import SecretError
 from deploy.spec import PROTECTED_ENVIRONMENTS, Spec, SpecError
@@ -37,15 +36,7 @@ def check_resettable(host: str, spec: Spec) -> None:
 
 def reset(spec: Spec) -> None:
     script = f"DROP DATABASE IF EXISTS {ident(spec.database)} WITH (FORCE);\n"
-    password = admin_password(spec.admin)
-    command = shell_command(spec.admin, password_on_stdin=password is not None)
-    proc = subprocess.run(
-        ["sh", "-c", command],
-        input=stdin_for(script, password),
-        text=True,
-        capture_output=True,
-        check=False,
-    )
+    proc = run_local(spec.admin, script, password=admin_password(spec.admin))
     if proc.returncode != 0:
         raise RuntimeError(
             proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "psql failed"

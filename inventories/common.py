@@ -34,6 +34,36 @@ def split_passwords() -> dict[str, str]:
     }
 
 
+def split_environment(file: str, environment: str, default_target: str, gin_opclass: str) -> list:
+    """The hosts of a split-profile environment (staging, production).
+
+    The default target is reached over SSH and administered as the postgres OS user (peer
+    authentication through sudo); the app and migrations use TCP on its localhost, the
+    migrations through an SSH tunnel. With DB_TARGET=@local (or PGHOST set) the admin
+    connection comes from the libpq variables instead: a managed database reached directly.
+    """
+    host = target(default_target)
+    remote = host != "@local"
+    data: dict[str, Any] = {
+        "pg_inventory": inventory_name(file),
+        "pg_environment": environment,
+        "pg_profile": "split",
+        "pg_gin_opclass": gin_opclass,
+        **split_passwords(),
+    }
+    if remote and not os.environ.get("PGHOST"):
+        port = int(os.environ.get("PGPORT", 5432))
+        data.update(pg_admin_sudo_user="postgres", pg_admin_port=port)
+        data.update(pg_app_host="127.0.0.1", pg_app_port=port, pg_tunnel=True)
+    else:
+        data.update(admin_from_libpq(None, 5432, None))
+        data.update(
+            pg_app_host=data["pg_admin_host"] or "127.0.0.1", pg_app_port=data["pg_admin_port"]
+        )
+        data["pg_tunnel"] = remote
+    return [(host, data)]
+
+
 def inventory_name(file: str) -> str:
     path = Path(file).resolve()
     try:
