@@ -48,9 +48,11 @@ def failure(key: str, message: str) -> FunctionCommand:
     """A command that fails this host's operation with one clear line (and says so in plans)."""
     shown: set[str] = run_memory(host, "failures", set)
     if key not in shown and state.current_stage == StateStage.Prepare:
-        # Plans (--dry) never execute the command: say it now.
+        # Plans (--dry) never execute the command: say it now, and count the host as failed
+        # so a plan that cannot be made does not pass for an empty one.
         shown.add(key)
         host.log_styled(message, fg="red", log_func=logger.error)
+        state.fail_hosts({host._get_module() if hasattr(host, "_get_module") else host})
     return FunctionCommand(_fail, (message,), {})
 
 

@@ -86,3 +86,15 @@ def test_bad_input_on_an_existing_environment_stops_before_any_change(
     assert_one_clear_line(proc, HOST, *bad.needles)
     assert snapshot(pg_server, good) == drifted
     assert prefixed_objects(pg_server, names.prefix) == objects
+
+
+@pytest.mark.parametrize("case", ["wrong_admin_password", "unreachable_server"])
+def test_a_plan_that_cannot_read_the_catalog_fails_instead_of_looking_empty(
+    pg_server: Server, names: Names, tmp_path: Path, case: str
+):
+    # `make plan` in CI must not pass for "no changes" when it never reached the server.
+    env = env_data(pg_server, names, tmp_path, **CASES[case].overrides(tmp_path))
+    proc = run_cli(tmp_path, env.data, "--dry")
+    assert proc.returncode != 0
+    assert_one_clear_line(proc, HOST, *CASES[case].needles)
+    assert prefixed_objects(pg_server, names.prefix) == []
