@@ -13,6 +13,7 @@ converged deploy must cost exactly one round trip.
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 from pyinfra.api import FactBase
@@ -36,13 +37,30 @@ class CatalogSnapshot(FactBase):
     """
 
     def command(self, command_line: str) -> str:
-        return command_line
+        # psql's own errors and exit status come back as output, so a host that cannot be
+        # read is reported once, by the deploy, in one line (not by pyinfra in three).
+        return f"{command_line} 2>&1; echo {EXIT_MARKER}$?"
 
-    def process(self, output: list[str]) -> Snapshot:
+    def process(self, output: list[str]) -> Snapshot | Unreadable:
+        status = next((line for line in reversed(output) if line.startswith(EXIT_MARKER)), None)
+        lines = [line for line in output if not line.startswith(EXIT_MARKER)]
+        if status != f"{EXIT_MARKER}0":
+            messages = [line.strip() for line in lines if line.strip() and not line.startswith("{")]
+            return Unreadable(" ".join(messages) or "psql failed without a message")
         try:
-            return Snapshot.parse(output)
+            return Snapshot.parse(line for line in lines if line.startswith("{"))
         except SnapshotError as exc:
             raise FactProcessError(str(exc)) from exc
+
+
+EXIT_MARKER = "__pgprov_psql_exit="
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """The catalog could not be read: psql's message, folded to one line."""
+
+    message: str
 
 
 def inspect_script(spec: Spec) -> str:
@@ -88,11 +106,13 @@ def run_memory(host: Any, name: str, factory: Any) -> Any:
     return _RUN_MEMORY.setdefault(real, {}).setdefault(name, factory())
 
 
-def snapshot(host: Any, spec: Spec, *, refresh: bool = False) -> Snapshot | None:
-    """The host's snapshot for this run (queried once; ``refresh`` forces a new query)."""
-    cache: dict[str, Snapshot | None] = run_memory(host, "snapshots", dict)
+def snapshot(host: Any, spec: Spec, *, refresh: bool = False) -> Snapshot | Unreadable | None:
+    """The host's snapshot for this run (queried once; ``refresh`` forces a new query).
+
+    ``Unreadable`` carries psql's error; None means the command could not run at all.
+    """
+    cache: dict[str, Snapshot | Unreadable | None] = run_memory(host, "snapshots", dict)
     if refresh or spec.database not in cache:
         args = connection_args(host, spec, inspect_script(spec))
-        # Errors are ours to report (one line, this host only): pyinfra has printed psql's.
         cache[spec.database] = host.get_fact(CatalogSnapshot, _ignore_errors=True, **args)
     return cache[spec.database]

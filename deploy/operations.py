@@ -17,7 +17,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploy.facts import connection_args, run_memory, snapshot
+from deploy.facts import Unreadable, connection_args, run_memory, snapshot
 from deploy.gin import IndexPlanError, bookkeeping_items, gin_items
 from deploy.migrate import pending_migrations, run_upgrade, warm_up
 from deploy.plan import Item, build_plan
@@ -117,7 +117,9 @@ def _current(spec: Spec) -> tuple[Any, str | None]:
     """(snapshot, None), or (None, the one line that stops this host)."""
     snap = snapshot(host, spec)
     if snap is None:
-        return None, f"cannot read the catalog as {spec.admin.describe()} (psql's error is above)"
+        return None, f"cannot read the catalog as {spec.admin.describe()} (see above)"
+    if isinstance(snap, Unreadable):
+        return None, f"cannot read the catalog as {spec.admin.describe()}: {snap.message}"
     if snap.in_recovery:
         return None, (
             "the server is a standby (pg_is_in_recovery); roles and grants come from the "

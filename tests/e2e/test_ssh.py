@@ -265,7 +265,9 @@ def test_psql_runs_on_the_target_as_the_server_os_user_through_sudo(
         assert (command.user, command.run_as) == (ssh.user, OS_SUPERUSER), command
         psql = re.findall(r"\bpsql (-X[^;()']*)", command.command)
         assert len(psql) == 1, f"expected one psql in: {command.command}"
-        assert psql[0].rstrip().endswith(" -f -") and " -c " not in psql[0], (
+        # The catalog read folds psql's errors into its output (``2>&1``) to report them once.
+        arguments = psql[0].rstrip().removesuffix(" 2>&1")
+        assert arguments.endswith(" -f -") and " -c " not in psql[0], (
             f"expected psql reading its script from stdin: {command.command}"
         )
     admin = [s for s in pg_sessions(first.pg_log) if s.user == OS_SUPERUSER]
