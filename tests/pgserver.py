@@ -22,6 +22,21 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from deploy.embedded import LocalCluster
 
+# The service's tables, as the models define them (the tests' specification of the schema).
+MODEL_TABLES = frozenset(
+    {
+        "user",
+        "workorder_rating",
+        "unit",
+        "answertype",
+        "checklist",
+        "question",
+        "listoption",
+        "questiondependency",
+        "checklistresponse",
+    }
+)
+
 
 class BackendUnavailable(RuntimeError):
     """The requested test backend cannot run on this machine."""
@@ -65,6 +80,18 @@ class Server:
 
     def connect(self, dbname: str = "postgres", **kwargs) -> psycopg.Connection:
         return psycopg.connect(self.dsn(dbname), autocommit=True, **kwargs)
+
+    @classmethod
+    def from_cluster(cls, cluster: LocalCluster) -> Server:
+        """A running local cluster as a Server (its passfile lives in the cluster's directory)."""
+        return cls(
+            backend="local",
+            host="127.0.0.1",
+            port=cluster.port,
+            superuser=cluster.superuser,
+            password=cluster.password,
+            cluster=cluster,
+        ).finish(Path(cluster.base))
 
     def finish(self, directory: Path | None = None) -> Server:
         """Read the server's major version; write a passfile (in ``directory`` if given)."""
@@ -121,14 +148,7 @@ def local_server(
     )
     try:
         cluster.start()
-        yield Server(
-            backend="local",
-            host="127.0.0.1",
-            port=cluster.port,
-            superuser=cluster.superuser,
-            password=cluster.password,
-            cluster=cluster,
-        ).finish(Path(cluster.base))
+        yield Server.from_cluster(cluster)
     finally:
         cluster.destroy()
         with contextlib.suppress(OSError):

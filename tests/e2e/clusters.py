@@ -21,7 +21,6 @@ from typing import Any
 
 from psycopg import sql
 
-from deploy.embedded import LocalCluster
 from tests.deploykit import PYINFRA, REPO
 from tests.pgserver import Server, make_base
 
@@ -55,18 +54,6 @@ def cluster_objects(server: Server) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
-def as_server(primary: Server, cluster: LocalCluster) -> Server:
-    """A ``Server`` for another cluster that shares the primary's superuser (a standby)."""
-    return Server(
-        backend="local",
-        host="127.0.0.1",
-        port=cluster.port,
-        superuser=primary.superuser,
-        password=primary.password,
-        cluster=cluster,
-    ).finish(Path(cluster.base))
-
-
 @contextlib.contextmanager
 def standby_of(primary: Server, *, timeout: float = STREAMING_TIMEOUT) -> Iterator[Server]:
     """A started streaming replica of ``primary`` (a local cluster), waited for; destroyed after."""
@@ -75,7 +62,7 @@ def standby_of(primary: Server, *, timeout: float = STREAMING_TIMEOUT) -> Iterat
     cluster = primary.cluster.create_standby(base / "cluster")
     try:
         cluster.start()
-        standby = as_server(primary, cluster)
+        standby = Server.from_cluster(cluster)
         wait_streaming(standby, timeout)
         yield standby
     finally:

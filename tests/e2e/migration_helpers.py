@@ -25,19 +25,6 @@ AERICH = str(Path(sys.executable).parent / "aerich")
 SCHEMA = "app"
 GIN_INDEX = "idx_checklistresponse_answers_gin"
 INITIAL = next(Path(MIGRATIONS_LOCATION, APP_LABEL).glob("0_*.py")).name
-MODEL_TABLES = frozenset(
-    {
-        "user",
-        "workorder_rating",
-        "unit",
-        "answertype",
-        "checklist",
-        "question",
-        "listoption",
-        "questiondependency",
-        "checklistresponse",
-    }
-)
 MIGRATIONS_ENV = "PGPROV_MIGRATIONS_LOCATION"
 """The hook the tests need: the migrations location the deploy (and its child) should use."""
 

@@ -268,14 +268,7 @@ def cluster_on_target(directory: Path, major: str | None) -> Iterator[Server]:
     )
     try:
         cluster.start()
-        yield Server(
-            backend="local",
-            host="127.0.0.1",
-            port=cluster.port,
-            superuser=cluster.superuser,
-            password=cluster.password,
-            cluster=cluster,
-        ).finish(Path(cluster.base))
+        yield Server.from_cluster(cluster)
     finally:
         cluster.destroy()
 

@@ -22,7 +22,6 @@ from tests.deploykit import PYINFRA, REPO, env_data, run_api, run_cli, snapshot,
 from tests.e2e.migration_helpers import (
     INITIAL,
     MIGRATIONS_ENV,
-    MODEL_TABLES,
     aerich_cli,
     aerich_versions,
     execute,
@@ -32,6 +31,7 @@ from tests.e2e.migration_helpers import (
     runtime_privileges_on,
     tables_in_schema,
 )
+from tests.pgserver import MODEL_TABLES
 
 pytestmark = pytest.mark.db
 

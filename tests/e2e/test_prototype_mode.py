@@ -14,11 +14,11 @@ import pytest
 from tests.deploykit import REPO, env_data, run_api, snapshot, write_inventory
 from tests.e2e.migration_helpers import (
     GIN_INDEX,
-    MODEL_TABLES,
     query,
     runtime_privileges_on,
     tables_in_schema,
 )
+from tests.pgserver import MODEL_TABLES
 
 pytestmark = pytest.mark.db
 

@@ -20,22 +20,11 @@ from psycopg import sql
 from tortoise import Tortoise
 
 from app_schema.config import APP_LABEL, MIGRATIONS_LOCATION, tortoise_config
-from tests.pgserver import Names, Server
+from tests.pgserver import MODEL_TABLES, Names, Server
 
 pytestmark = pytest.mark.db
 
 SCHEMA = "app"
-MODEL_TABLES = {
-    "user",
-    "workorder_rating",
-    "unit",
-    "answertype",
-    "checklist",
-    "question",
-    "listoption",
-    "questiondependency",
-    "checklistresponse",
-}
 MIGRATION_DIR = Path(MIGRATIONS_LOCATION, APP_LABEL)
 INITIAL = next(MIGRATION_DIR.glob("0_*.py")).name
 
