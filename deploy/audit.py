@@ -25,7 +25,7 @@ from deploy.facts import inspect_script
 from deploy.gin import TEMP_INDEX, expected_definition
 from deploy.inventory import InventoryError, load_specs
 from deploy.migrate import pending_migrations
-from deploy.plan import normalise_path, wanted_attributes
+from deploy.plan import wanted_attributes
 from deploy.privileges import (
     BOOKKEEPING_TABLE,
     PUBLIC,
@@ -38,6 +38,7 @@ from deploy.probes import probe_role, run_probes
 from deploy.psql import admin_password, run_local
 from deploy.report import FORMATS, Check, render_report, summary
 from deploy.secrets import SecretError, resolve
+from deploy.settings import describe_limit, setting_rows, settings_problem, wanted_connection_limit
 from deploy.spec import GIN_INDEX, GIN_TABLE, Spec, SpecError
 from deploy.state import Snapshot, SnapshotError
 
@@ -115,25 +116,21 @@ def role_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
             checks.append(row(attribute.upper(), _yes(wanted), _yes(getattr(role, attribute))))
         # The deploy declares no membership at all: any one is inherited power.
         checks.append(row("member of", "none", ", ".join(role.member_of) or "none"))
+        limit = wanted_connection_limit(spec, name)
+        checks.append(
+            row("CONNECTION LIMIT", describe_limit(limit), describe_limit(role.connection_limit))
+        )
         checks.append(row("password", "set", "set" if role.has_password else "not set"))
     return checks
 
 
 def setting_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
-    checks = []
-    declared = ", ".join(spec.search_path)
-    for name in spec.roles:
-        role = snap.roles.get(name)
-        if role is None:
-            continue
-        path = normalise_path(role.setting(spec.database, "search_path"))
-        actual = ", ".join(path) if path is not None else "(not set)"
-        checks.append(
-            Check.compare(
-                host, "settings", name, f"database {spec.database}", "search_path", declared, actual
-            )
-        )
-    return checks
+    """search_path, declared settings and undeclared ones: the deploy's own rows."""
+    return [
+        Check.compare(host, "settings", row.role, row.scope, row.name, row.declared, row.actual)
+        for row in setting_rows(spec, snap)
+        if row.role in snap.roles
+    ]
 
 
 def ownership_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
@@ -349,6 +346,9 @@ def audit(
     for host, spec in specs:
         try:
             snap = read_snapshot(host, spec)
+            problem = settings_problem(spec, snap)
+            if problem:
+                raise AuditError(problem)
             host_checks = catalog_checks(host, spec, snap)
             if probes:
                 host_checks += probe_checks(host, spec, snap)

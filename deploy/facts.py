@@ -21,6 +21,7 @@ from pyinfra.api.exceptions import FactProcessError
 
 from deploy.psql import Stdin, admin_password, local_psql, shell_command, stdin_for
 from deploy.render import render
+from deploy.settings import check_input
 from deploy.spec import GIN_INDEX, GIN_TABLE, Spec
 from deploy.state import Snapshot, SnapshotError
 
@@ -71,6 +72,7 @@ def inspect_script(spec: Spec) -> str:
         schema=spec.schema_name,
         index_names=[GIN_INDEX, GIN_INDEX + "_new"],
         gin_table=GIN_TABLE,
+        settings_input=check_input(spec),
     )
 
 

@@ -22,6 +22,7 @@ from deploy.gin import IndexPlanError, bookkeeping_items, gin_items
 from deploy.migrate import pending_migrations, run_upgrade, warm_up
 from deploy.plan import Item, build_plan
 from deploy.secrets import Secret, resolve, verifier_matches
+from deploy.settings import settings_problem
 from deploy.spec import Spec
 from deploy.tunnel import endpoint_problem
 
@@ -125,6 +126,10 @@ def _current(spec: Spec) -> tuple[Any, str | None]:
             "the server is a standby (pg_is_in_recovery); roles and grants come from the "
             "primary through replication: point this host at the primary"
         )
+    # Checked in the snapshot session, so a bad value stops every step before any change.
+    problem = settings_problem(spec, snap)
+    if problem:
+        return None, problem
     return snap, None
 
 

@@ -15,6 +15,13 @@ from dataclasses import dataclass, field
 
 from deploy.privileges import PUBLIC, GrantGroup, current_grants, diff, group, wanted_grants
 from deploy.render import render
+from deploy.settings import (
+    NOT_SET,
+    UNLIMITED,
+    describe_limit,
+    setting_rows,
+    wanted_connection_limit,
+)
 from deploy.spec import Spec
 from deploy.state import RoleState, Snapshot
 
@@ -139,6 +146,9 @@ def role_items(
                     grant_memberships=[],
                 )
             )
+            limit = wanted_connection_limit(spec, name)
+            if limit != UNLIMITED:
+                items.append(_connection_limit(name, limit, None))
             continue
         changes = [_keyword(a, v) for a, v in wanted.items() if getattr(current, a) != v]
         if changes:
@@ -153,6 +163,9 @@ def role_items(
                     grant_memberships=[],
                 )
             )
+        limit = wanted_connection_limit(spec, name)
+        if current.connection_limit != limit:
+            items.append(_connection_limit(name, limit, current.connection_limit))
         if _needs_password(spec, snap, current, password_matches):
             role = {"name": name, "attributes": [], "verifier": verifier_for(name)}
             items.append(
@@ -177,6 +190,21 @@ def role_items(
                 )
             )
     return items + memberships
+
+
+def _connection_limit(role: str, limit: int, current: int | None) -> Item:
+    """CONNECTION LIMIT is a role attribute, not a setting; -1 (none) when undeclared."""
+    if limit == UNLIMITED:
+        description = f"remove the connection limit of role {role}"
+    else:
+        description = f"set the connection limit of role {role} to {limit}"
+    was = "" if current is None else f" (was {describe_limit(current)})"
+    return make_item(
+        description + was,
+        "connection_limit.sql.j2",
+        role=role,
+        limit=limit,
+    )
 
 
 def _admin_membership(snap: Snapshot, role: str) -> Item:
@@ -208,32 +236,37 @@ def _needs_password(
     return not role.has_password
 
 
-def normalise_path(value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    return tuple(part.strip().strip('"') for part in value.split(",") if part.strip())
-
-
 def setting_items(spec: Spec, snap: Snapshot) -> list[Item]:
+    """search_path and the declared settings set in the database; undeclared ones reset."""
     items = []
-    for name in spec.roles:
-        role = snap.roles.get(name)
-        current = normalise_path(role.setting(spec.database, "search_path")) if role else None
-        if current != spec.search_path:
-            setting = {
-                "role": name,
-                "database": spec.database,
-                "name": "search_path",
-                "value_list": list(spec.search_path),
-            }
+    for row in setting_rows(spec, snap):
+        if row.in_sync:
+            continue
+        setting: dict[str, object] = {"role": row.role, "database": row.database, "name": row.name}
+        if row.value is None:
+            description = f"reset undeclared {row.name} of role {row.role} in {row.scope}"
             items.append(
                 make_item(
-                    f"set search_path of role {name} in database {spec.database} to {', '.join(spec.search_path)}",
+                    f"{description} (was {row.actual})",
                     "role_settings.sql.j2",
-                    set=[setting],
-                    reset=[],
+                    set=[],
+                    reset=[setting],
                 )
             )
+            continue
+        if isinstance(row.value, tuple):
+            setting["value_list"] = list(row.value)
+        else:
+            setting["value"] = row.value
+        was = "" if row.actual == NOT_SET else f" (was {row.actual})"
+        items.append(
+            make_item(
+                f"set {row.name} of role {row.role} in {row.scope} to {row.declared}{was}",
+                "role_settings.sql.j2",
+                set=[setting],
+                reset=[],
+            )
+        )
     return items
 
 

@@ -13,11 +13,13 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from deploy.secrets import SecretError, SecretRef, parse_secret_ref
 
 IDENT_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# A server setting (GUC): lowercase, optionally one extension prefix (pg_stat_statements.track).
+SETTING_PATTERN = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
 LITERAL_PASSWORD_ENVIRONMENTS = frozenset({"local", "dev"})
 PROTECTED_ENVIRONMENTS = frozenset({"staging", "production"})
 DEFAULT_DATABASE = "hinfelaar_fastapi"
@@ -67,10 +69,42 @@ def _schema_name(value: str) -> str:
     return value
 
 
+# Settings a role default must not carry: the deploy owns search_path; the others would
+# change who the application is or apply to one transaction only.
+RESERVED_SETTINGS = {
+    "search_path": "managed by the deploy (pg_schema)",
+    "role": "would switch the role at login",
+    "session_authorization": "would switch the role at login",
+    "transaction_isolation": "per transaction only (use default_transaction_isolation)",
+    "transaction_read_only": "per transaction only (use default_transaction_read_only)",
+    "transaction_deferrable": "per transaction only (use default_transaction_deferrable)",
+}
+LogicalRole = Literal["migrator", "runtime", "app_user"]
+
+
+def _setting_name(value: str) -> str:
+    if not isinstance(value, str) or len(value) > 127 or not SETTING_PATTERN.fullmatch(value):
+        raise ValueError(f"{value!r} is not a setting name (lowercase, like statement_timeout)")
+    if value in RESERVED_SETTINGS:
+        raise ValueError(f"{value} cannot be declared here: {RESERVED_SETTINGS[value]}")
+    return value
+
+
+def _setting_value(value: Any) -> str:
+    """The value as ALTER ROLE ... SET sends it: text; the server parses and checks it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise ValueError(f"{value!r} is not a setting value (a string, a number or a boolean)")
+
+
 Identifier = Annotated[str, AfterValidator(_identifier)]
 RoleName = Annotated[str, AfterValidator(_role_name)]
 DatabaseName = Annotated[str, AfterValidator(_database_name)]
 SchemaName = Annotated[str, AfterValidator(_schema_name)]
+SettingName = Annotated[str, AfterValidator(_setting_name)]
+SettingValue = Annotated[str, BeforeValidator(_setting_value)]
 
 
 class AdminConnection(BaseModel):
@@ -114,6 +148,11 @@ class Spec(BaseModel):
     password_update: Literal["on_create", "always"] = "on_create"
     runtime_can_create: bool = False
     createdb: bool = False
+    # Keyed by the logical role, so renaming a role (pg_runtime) keeps its settings.
+    role_settings: dict[LogicalRole, dict[SettingName, SettingValue]] = Field(default_factory=dict)
+    connection_limits: dict[LogicalRole, Annotated[int, Field(ge=-1, strict=True)]] = Field(
+        default_factory=dict
+    )
     gin_opclass: Literal["jsonb_ops", "jsonb_path_ops"] = "jsonb_ops"
     schema_mode: Literal["migrate", "generate"] = "migrate"
     admin: AdminConnection = Field(default_factory=AdminConnection)
@@ -131,6 +170,11 @@ class Spec(BaseModel):
     def roles(self) -> list[str]:
         """The login roles this environment manages, owner first."""
         return [self.migrator, self.runtime] if self.profile == "split" else [self.app_user]
+
+    @property
+    def logical_roles(self) -> tuple[LogicalRole, ...]:
+        """The managed roles by their logical names, as pg_role_settings keys them."""
+        return ("migrator", "runtime") if self.profile == "split" else ("app_user",)
 
     @property
     def search_path(self) -> tuple[str, ...]:
@@ -153,6 +197,8 @@ HOST_KEYS: dict[str, str] = {
     "pg_password_update": "password_update",
     "pg_runtime_can_create": "runtime_can_create",
     "pg_createdb": "createdb",
+    "pg_role_settings": "role_settings",
+    "pg_connection_limits": "connection_limits",
     "pg_gin_opclass": "gin_opclass",
     "pg_schema_mode": "schema_mode",
     "pg_app_host": "app_host",
@@ -180,6 +226,9 @@ def _field_of(loc: tuple[Any, ...]) -> str:
     reverse = {v: k for k, v in HOST_KEYS.items()}
     if loc and loc[0] == "admin" and len(loc) > 1:
         return {v: k for k, v in ADMIN_KEYS.items()}.get(str(loc[1]), f"admin.{loc[1]}")
+    if loc and loc[0] in ("role_settings", "connection_limits") and len(loc) > 1:
+        where = ".".join(str(part) for part in loc[1:] if part != "[key]")
+        return f"{reverse[str(loc[0])]}: {where}"
     return reverse.get(str(loc[0]), str(loc[0])) if loc else "spec"
 
 
@@ -262,4 +311,14 @@ def build_spec(data: Mapping[str, Any], *, inventory: str, host: str) -> Spec:
         role = getattr(spec, which)
         if role in spec.roles and role not in spec.passwords:
             raise fail(key, f"missing for role {role} (env:VARIABLE or file:/path)")
+    for key, declared in (
+        ("pg_role_settings", spec.role_settings),
+        ("pg_connection_limits", spec.connection_limits),
+    ):
+        for which in declared:
+            if getattr(spec, which) not in spec.roles:
+                managed = ", ".join(spec.logical_roles)
+                raise fail(
+                    f"{key}: {which}", f"not a role of the {spec.profile} profile ({managed})"
+                )
     return spec

@@ -100,6 +100,17 @@ class IndexState:
 
 
 @dataclass(frozen=True)
+class SettingCheck:
+    """What the server says of one setting value (sql_templates/role_settings_check.sql.j2)."""
+
+    name: str
+    value: str
+    context: str | None  # pg_settings.context; None: the server knows no such setting
+    normalized: str | None  # current_setting() after set_config(): '30000' -> '30s'
+    error: str | None  # the server's message when it rejects the value
+
+
+@dataclass(frozen=True)
 class Snapshot:
     server_version_num: int
     in_recovery: bool
@@ -115,6 +126,8 @@ class Snapshot:
     indexes: dict[str, IndexState] = field(default_factory=dict)
     gin_table_exists: bool = False
     migrations: tuple[str, ...] | None = None  # None: no aerich table yet
+    # (name, value) -> the server's verdict, for declared values and those stored for them
+    setting_checks: dict[tuple[str, str], SettingCheck] = field(default_factory=dict)
 
     @property
     def major(self) -> int:
@@ -199,6 +212,12 @@ class Snapshot:
             for i in sections.get("indexes", [])  # type: ignore[union-attr]
         }
         migrations = sections.get("migrations")
+        setting_checks = {
+            (c["name"], c["value"]): SettingCheck(
+                c["name"], c["value"], c["context"], c["normalized"], c["error"]
+            )
+            for c in sections.get("setting_values", [])  # type: ignore[union-attr]
+        }
         return cls(
             server_version_num=int(cluster["server_version_num"]),  # type: ignore[index]
             in_recovery=bool(cluster["in_recovery"]),  # type: ignore[index]
@@ -214,4 +233,5 @@ class Snapshot:
             indexes=indexes,
             gin_table_exists=bool(sections.get("gin_table_exists", False)),
             migrations=tuple(migrations) if isinstance(migrations, list) else None,  # type: ignore[arg-type]
+            setting_checks=setting_checks,
         )

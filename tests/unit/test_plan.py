@@ -516,7 +516,7 @@ SPLIT_DRIFTS: list[Any] = [
         lambda s: with_role(s, RUNTIME, settings={DB: ("search_path=public",)}),
         [
             (
-                f"set search_path of role app_runtime in database {DB} to app, public",
+                f"set search_path of role app_runtime in database {DB} to app, public (was public)",
                 f'ALTER ROLE "app_runtime" IN DATABASE "{DB}" SET "search_path" TO '
                 "'app', 'public';",
             )
@@ -530,7 +530,12 @@ SPLIT_DRIFTS: list[Any] = [
                 f"set search_path of role app_migrator in database {DB} to app, public",
                 f'ALTER ROLE "app_migrator" IN DATABASE "{DB}" SET "search_path" TO '
                 "'app', 'public';",
-            )
+            ),
+            (
+                "reset undeclared search_path of role app_migrator in all databases "
+                "(was app, public)",
+                'ALTER ROLE "app_migrator" RESET "search_path";',
+            ),
         ],
         id="search-path-only-cluster-wide",
     ),
