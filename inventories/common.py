@@ -34,6 +34,20 @@ def split_passwords() -> dict[str, str]:
     }
 
 
+# Server-side limits for staging and production (pg_role_settings, set in the database).
+# idle_in_transaction_session_timeout bounds the damage of an application transaction left open
+# (it holds its locks, and a deploy's DDL plus every query behind it waits on them);
+# statement_timeout bounds a runaway request. No lock_timeout for the runtime: its lock waits are
+# row locks between requests, already bounded by statement_timeout, and an error there would
+# reach users as failed writes; the deploy bounds its own waits (pg_lock_timeout). The migrator
+# gets no statement_timeout (migrations and index builds may take long) but the same bound on an
+# idle open transaction: a forgotten migrator session holds the strongest locks of all.
+SPLIT_ROLE_SETTINGS = {
+    "runtime": {"statement_timeout": "30s", "idle_in_transaction_session_timeout": "60s"},
+    "migrator": {"idle_in_transaction_session_timeout": "10min"},
+}
+
+
 def split_environment(file: str, environment: str, default_target: str, gin_opclass: str) -> list:
     """The hosts of a split-profile environment (staging, production).
 
@@ -49,6 +63,7 @@ def split_environment(file: str, environment: str, default_target: str, gin_opcl
         "pg_environment": environment,
         "pg_profile": "split",
         "pg_gin_opclass": gin_opclass,
+        "pg_role_settings": SPLIT_ROLE_SETTINGS,
         **split_passwords(),
     }
     if remote and not os.environ.get("PGHOST"):

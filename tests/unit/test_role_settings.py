@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from deploy.audit import role_checks, setting_checks
+from deploy.inventory import load_specs
 from deploy.settings import check_input, settings_problem
 from deploy.spec import SpecError
 from deploy.state import SettingCheck, Snapshot
@@ -325,3 +327,22 @@ def test_audit_rows_show_normalised_values_and_flag_drift() -> None:
     assert rows[(RUNTIME, f"database {DB}", "search_path")] == ("app, public", "app, public", "OK")
     assert rows[(RUNTIME, "role", "CONNECTION LIMIT")] == ("20", "none", "DRIFT")
     assert rows[(MIGRATOR, "role", "CONNECTION LIMIT")] == ("none", "none", "OK")
+
+
+# --- the staging and production inventories ------------------------------------------------------
+
+
+@pytest.mark.parametrize("file", ["staging.py", "production.py"])
+def test_staging_and_production_bound_the_runtimes_statements_and_idle_transactions(
+    monkeypatch: pytest.MonkeyPatch, file: str
+) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    for name in ("DB_TARGET", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    [(_, spec)] = load_specs(f"inventories/{file}")
+    assert spec.role_settings["runtime"] == {
+        "statement_timeout": "30s",
+        "idle_in_transaction_session_timeout": "60s",
+    }
+    # Migrations and index builds may run long; only an idle open transaction is bounded.
+    assert spec.role_settings["migrator"] == {"idle_in_transaction_session_timeout": "10min"}
