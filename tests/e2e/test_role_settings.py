@@ -15,8 +15,17 @@ from typing import Any
 
 import pytest
 
-from tests.deploykit import DeployEnv, env_data, login, run_api, run_cli, snapshot, write_inventory
-from tests.e2e.clusters import run_audit
+from tests.deploykit import (
+    DeployEnv,
+    env_data,
+    login,
+    run_api,
+    run_cli,
+    secret_file,
+    snapshot,
+    write_inventory,
+)
+from tests.e2e.clusters import create_admin, run_audit
 from tests.e2e.helpers import assert_one_clear_line, comparable, prefixed_objects, superuser_sql
 from tests.pgserver import Names, Server
 
@@ -267,3 +276,40 @@ def test_a_bad_setting_on_a_fresh_environment_creates_nothing(
     proc = run_cli(tmp_path, env.data)
     assert_one_clear_line(proc, HOST, INVENTORY, *needles)
     assert prefixed_objects(pg_server, names.prefix) == []
+
+
+def test_a_managed_services_admin_converges_settings_but_cannot_set_superuser_ones(
+    pg_server: Server, names: Names, tmp_path: Path
+):
+    # The admin managed PostgreSQL services hand out: no superuser, CREATEROLE and CREATEDB.
+    admin, password = names.role("admin"), f"adm-{names.prefix}-Pw0"
+    create_admin(pg_server, admin, password, ("LOGIN", "CREATEROLE", "CREATEDB"))
+    managed = {
+        "pg_admin_user": admin,
+        "pg_admin_password": f"file:{secret_file(tmp_path, 'managed_admin', password)}",
+    }
+    env = deployed(pg_server, names, tmp_path, **managed)
+    superuser_sql(pg_server, "postgres", "ALTER ROLE {runtime} SET jit = off", names)
+    deploy(env.data)
+    assert role_settings(pg_server, names.runtime) == {
+        names.database: {
+            SEARCH_PATH,
+            "statement_timeout=30s",
+            "idle_in_transaction_session_timeout=1min",
+            "work_mem=8MB",
+        }
+    }
+    assert deploy(env.data) == NO_COMMANDS
+    before = comparable(snapshot(pg_server, env), names)
+
+    superuser_only = {"runtime": {"log_min_duration_statement": "1s"}}
+    proc = run_cli(tmp_path, {**env.data, "pg_role_settings": superuser_only})
+
+    assert_one_clear_line(
+        proc,
+        HOST,
+        INVENTORY,
+        "pg_role_settings: runtime.log_min_duration_statement",
+        "permission denied",
+    )
+    assert comparable(snapshot(pg_server, env), names) == before
