@@ -278,6 +278,41 @@ def test_a_bad_setting_on_a_fresh_environment_creates_nothing(
     assert prefixed_objects(pg_server, names.prefix) == []
 
 
+def test_a_plan_with_a_bad_setting_fails_instead_of_looking_empty(
+    pg_server: Server, names: Names, tmp_path: Path
+):
+    env = deployed(pg_server, names, tmp_path)
+    settings, needles = BAD["value_the_server_rejects"]
+    proc = run_cli(tmp_path, {**env.data, "pg_role_settings": settings}, "--dry")
+    assert_one_clear_line(proc, HOST, INVENTORY, *needles)
+
+
+def test_single_user_settings_converge_for_the_app_user(
+    pg_server: Server, names: Names, tmp_path: Path
+):
+    env = env_data(
+        pg_server,
+        names,
+        tmp_path,
+        profile="single_user",
+        pg_createdb=True,
+        pg_role_settings={"app_user": {"statement_timeout": "1min"}},
+        pg_connection_limits={"app_user": 10},
+    )
+    deploy(env.data)
+    assert role_settings(pg_server, names.app_user) == {
+        names.database: {SEARCH_PATH, "statement_timeout=1min"}
+    }
+    assert connection_limit(pg_server, names.app_user) == 10
+    assert deploy(env.data) == NO_COMMANDS
+    undeclared = {
+        k: v for k, v in env.data.items() if k not in ("pg_role_settings", "pg_connection_limits")
+    }
+    deploy(undeclared)
+    assert role_settings(pg_server, names.app_user) == {names.database: {SEARCH_PATH}}
+    assert connection_limit(pg_server, names.app_user) == -1
+
+
 def test_a_managed_services_admin_converges_settings_but_cannot_set_superuser_ones(
     pg_server: Server, names: Names, tmp_path: Path
 ):
