@@ -190,7 +190,15 @@ def _step(key: str) -> str:
 
 def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
     """Connect to every host (or the ``limit`` host/group) and prepare the deploy, in dry mode."""
-    # Imported here: pyinfra and the deploy are heavy, and the renderers need neither.
+    path = Path(inventory)
+    if not path.is_file():
+        raise PlanError(f"{inventory}: no such inventory file")
+    # Imported here: pyinfra and the deploy are heavy, and the renderers need neither. The CLI
+    # package first: importing it applies gevent's monkey patching, as `pyinfra` itself does,
+    # before anything else imports ssl or socket.
+    from pyinfra_cli.inventory import make_inventory_from_files
+
+    # isort: split
     from pyinfra import logger as pyinfra_logger
     from pyinfra.api import Config, State
     from pyinfra.api.connect import connect_all, disconnect_all
@@ -198,7 +206,6 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
     from pyinfra.api.exceptions import NoGroupError, PyinfraError
     from pyinfra.api.state import BaseStateCallback, StateStage
     from pyinfra.context import ctx_host, ctx_state
-    from pyinfra_cli.inventory import make_inventory_from_files
 
     from deploy.environment import environment, load_spec
     from deploy.facts import Unreadable, run_memory, snapshot
@@ -209,9 +216,6 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
     pyinfra_logger.addHandler(logging.NullHandler())
     pyinfra_logger.propagate = False
 
-    path = Path(inventory)
-    if not path.is_file():
-        raise PlanError(f"{inventory}: no such inventory file")
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # as pyinfra's CLI: inventories import their package
     state = State(check_for_changes=True)

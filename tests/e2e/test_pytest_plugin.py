@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.helpers import prefixed_objects
+from tests.pgserver import Server
+
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.db
 
@@ -79,6 +82,20 @@ def test_consumer_suite_runs_as_the_least_privileged_runtime(
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", timeout=600)
     result.assert_outcomes(passed=3)
+
+
+def test_on_a_shared_server_the_fixture_uses_private_names_and_drops_them(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, pg_server: Server
+) -> None:
+    """PGPROV_TEST_BACKEND=dsn: someone else's server, so nothing may be left behind on it."""
+    before = prefixed_objects(pg_server, "")
+    pytester.makepyfile(test_service=CONSUMER)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("PGPROV_TEST_BACKEND", "dsn")
+    monkeypatch.setenv("PGPROV_TEST_DSN", pg_server.dsn())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", timeout=600)
+    result.assert_outcomes(passed=3)
+    assert prefixed_objects(pg_server, "") == before  # every role and database as it was
 
 
 def test_plugin_import_is_cheap_and_starts_nothing() -> None:
