@@ -19,7 +19,15 @@ from typing import Any
 
 import pytest
 
-from tests.deploykit import REPO, env_data, run_api, secret_file, snapshot, write_inventory
+from tests.deploykit import (
+    REPO,
+    env_data,
+    run_api,
+    run_cli,
+    secret_file,
+    snapshot,
+    write_inventory,
+)
 from tests.e2e.helpers import MIGRATIONS, assert_one_clear_line, prefixed_objects, superuser_sql
 from tests.e2e.test_bad_input import closed_port
 from tests.pgserver import Names, Server, drop_prefixed, make_base
@@ -113,6 +121,19 @@ def test_fresh_environment_plans_everything_and_lists_pending_migrations_by_name
     assert artifacts.json["summary"]["changes"] == len(host["changes"])
     assert "Plan: " in artifacts.logs["json"]  # the CI log shows the summary with --output
     assert_no_secret(artifacts, {**env.passwords, "admin password": pg_server.password})
+    # The same plan as `pyinfra --dry`, sentence for sentence and line for line of SQL.
+    dry = run_cli(tmp_path, env.data, "--dry")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    shown = [
+        line.split("[@local] ", 1)[1]
+        for line in (dry.stdout + dry.stderr).splitlines()
+        if "[@local]   " in line
+    ]
+    planned = []
+    for change in host["changes"]:
+        planned.append(f"  + {change['description']}")
+        planned += [f"      {line}" for line in change["sql"].rstrip("\n").splitlines()]
+    assert shown == planned
     # A plan changes nothing.
     assert prefixed_objects(pg_server, names.prefix) == []
 
