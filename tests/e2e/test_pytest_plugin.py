@@ -4,8 +4,12 @@ pytest process (pytester) on the backend PGPROV_TEST_BACKEND chooses."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +100,64 @@ def test_on_a_shared_server_the_fixture_uses_private_names_and_drops_them(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", timeout=600)
     result.assert_outcomes(passed=3)
     assert prefixed_objects(pg_server, "") == before  # every role and database as it was
+
+
+SLOW_CONSUMER = """
+import json, os, time
+from pathlib import Path
+import psycopg
+
+def test_waits(pgprov_database):
+    with psycopg.connect(pgprov_database.migrator_url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    Path(os.environ["PGPROV_PLUGIN_OUT"]).write_text(json.dumps({"pid": postmaster}))
+    time.sleep(120)
+"""
+
+
+def alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_terminated_consumer_session_stops_its_server(tmp_path: Path) -> None:
+    """A CI timeout sends SIGTERM to pytest: the fixture's local server must not outlive it."""
+    (tmp_path / "test_slow.py").write_text(SLOW_CONSUMER)
+    out = tmp_path / "server.json"
+    env = {
+        **os.environ,
+        "PGPROV_TEST_BACKEND": "local",
+        "PGPROV_PLUGIN_OUT": str(out),
+        "PYTHONPATH": str(REPO),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert out.exists(), "the consumer never got its database"
+        postmaster = json.loads(out.read_text())["pid"]
+        assert alive(postmaster)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    if alive(postmaster):
+        os.kill(postmaster, signal.SIGTERM)  # fail, but leave no server behind
+        pytest.fail("the postmaster outlived the terminated session")
 
 
 def test_plugin_import_is_cheap_and_starts_nothing() -> None:
