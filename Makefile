@@ -21,8 +21,9 @@ deploy: venv
 	$(BIN)/pyinfra -y $(INVENTORY) deploy/provision.py
 	@$(BIN)/python -m deploy.urls $(INVENTORY)
 
+# pgprov-plan prepares the same deploy as `pyinfra --dry`; exit 1 (changes pending) is a plan, not a failure.
 plan: venv
-	$(BIN)/pyinfra --dry $(INVENTORY) deploy/provision.py
+	@$(BIN)/pgprov-plan $(INVENTORY) --format text $(PLAN_ARGS) || [ $$? -eq 1 ]
 
 verify: venv
 	$(BIN)/python -m deploy.audit $(INVENTORY) $(VERIFY_ARGS)

@@ -33,6 +33,8 @@ def announce(key: str, items: list[Item], *, show_sql: bool = True) -> None:
     if key in shown:
         return
     shown.add(key)
+    # pgprov-plan reads the items back from here (deploy/planreport.py).
+    run_memory(host, "plan", list).extend((key, item) for item in items)
     for item in items:
         logger.info(f"{host.print_prefix}  + {item.description}")
         if show_sql:
@@ -52,6 +54,7 @@ def failure(key: str, message: str) -> FunctionCommand:
         # Plans (--dry) never execute the command: say it now, and count the host as failed
         # so a plan that cannot be made does not pass for an empty one.
         shown.add(key)
+        run_memory(host, "errors", list).append(message)
         host.log_styled(message, fg="red", log_func=logger.error)
         state.fail_hosts({host._get_module() if hasattr(host, "_get_module") else host})
     return FunctionCommand(_fail, (message,), {})
