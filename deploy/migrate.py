@@ -25,6 +25,7 @@ from deploy.spec import DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
 
 # Distinct from the provisioning lock, so an upgrade never waits on a deploy's DDL.
 MIGRATION_LOCK_KEY = 0x7067_6D69  # "pgmi"
+BLOCKERS_PLACEHOLDER = "<blocking sessions>"  # filled in by the deploy (run_upgrade)
 _VERSION_FILE = re.compile(r"^(\d+)_.*\.py$")
 
 
@@ -121,7 +122,7 @@ async def _upgrade_locked(target: Target, lock, settings: dict[str, str]) -> lis
     from tortoise import Tortoise
 
     from app_schema.config import tortoise_config
-    from deploy.locks import LockPolicy, LockTimeout, blockers_query
+    from deploy.locks import LockPolicy, LockTimeout
 
     policy = LockPolicy(target.lock_timeout, target.lock_wait)
     config = tortoise_config(target.url(), target.schema, with_aerich=target.mode == "migrate")
@@ -156,11 +157,12 @@ async def _upgrade_locked(target: Target, lock, settings: dict[str, str]) -> lis
             return applied
     except LockTimeout as exc:
         failed = await _first_pending(lock, target)
-        row = await (await lock.execute(blockers_query(policy))).fetchone()
+        # The blocking sessions are named by the deploy, as the admin: the migrator may not
+        # see other roles' sessions.
         raise MigrationError(
             f"migration {failed}: locks not granted within pg_lock_wait ({policy.lock_wait:g} s, "
             f"pg_lock_timeout {policy.lock_timeout:g} s each); rolled back; "
-            f"blocking sessions: {row[0]}"
+            f"blocking sessions: {BLOCKERS_PLACEHOLDER}"
         ) from exc
     except Exception as exc:
         # Aerich applies in order and records each in its own transaction: the first
@@ -467,7 +469,12 @@ def run_upgrade(state, host, spec) -> bool:
         else:
             applied = run_child(target(spec.app_host, spec.app_port))
     except MigrationError as exc:
-        logger.error(f"{host.print_prefix}{exc}")
+        message = str(exc)
+        if BLOCKERS_PLACEHOLDER in message:
+            from deploy.operations import blocking_sessions
+
+            message = message.replace(BLOCKERS_PLACEHOLDER, blocking_sessions(state, host, spec))
+        logger.error(f"{host.print_prefix}{message}")
         return False
     for version in applied:
         logger.info(f"{host.print_prefix}  applied {version}")

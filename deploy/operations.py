@@ -226,15 +226,20 @@ def run_with_lock_retries(state, host, spec: Spec, script: str, what: str) -> bo
     try:
         errors = retry_on_lock_timeout(once, policy)
     except LockTimeout:
-        ok, output = _run_psql(state, host, spec, blockers_query(policy) + ";\n")
-        blocking = output.stdout.strip() if ok else "unknown (" + output.stderr.strip() + ")"
         errors = [
             f"{what}: locks not granted within pg_lock_wait ({policy.lock_wait:g} s, "
-            f"pg_lock_timeout {policy.lock_timeout:g} s each); blocking sessions: {blocking}"
+            f"pg_lock_timeout {policy.lock_timeout:g} s each); blocking sessions: "
+            f"{blocking_sessions(state, host, spec)}"
         ]
     for line in errors:
         host.log_styled(line, fg="red", log_func=logger.error)
     return not errors
+
+
+def blocking_sessions(state, host, spec: Spec) -> str:
+    """The sessions holding locks in the environment's database, as the admin sees them."""
+    ok, output = _run_psql(state, host, spec, blockers_query(LockPolicy.of(spec)) + ";\n")
+    return output.stdout.strip() if ok else f"unknown ({output.stderr.strip()})"
 
 
 def _run_psql(state, host, spec: Spec, script: str):
