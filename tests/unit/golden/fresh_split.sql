@@ -54,14 +54,14 @@ $pgprov_body$;
           (SELECT coalesce(
          pg_catalog.string_agg(
            pg_catalog.format('pid %s (user %s, application_name %L, %s, transaction open %s s)',
-                             a.pid, a.usename, a.application_name, a.state,
-                             pg_catalog.round(extract(epoch FROM pg_catalog.clock_timestamp() - a.xact_start))),
+                             a.pid, a.usename, a.application_name, coalesce(a.state, 'state not visible'),
+                             coalesce(pg_catalog.round(extract(epoch FROM pg_catalog.clock_timestamp() - a.xact_start))::text, '?')),
            '; ' ORDER BY a.xact_start),
          'none left (they have ended)')
 FROM pg_catalog.pg_stat_activity a
 WHERE a.pid <> pg_catalog.pg_backend_pid()
   AND a.datname = pg_catalog.current_database()
-  AND a.xact_start < pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => 0.5)
+  AND coalesce(a.xact_start, '-infinity') < pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => 0.5)
   AND EXISTS (SELECT FROM pg_catalog.pg_locks l
               WHERE l.pid = a.pid AND l.granted AND l.locktype IN ('relation', 'object', 'tuple'))
 )
