@@ -9,6 +9,8 @@ is lost. Two deploys swapping the operator class at the same time both finish.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -283,3 +285,123 @@ def test_two_deploys_swapping_the_opclass_at_once_both_finish_with_one_valid_ind
     assert indexes == [(GIN_INDEX, True)]
     assert current_opclass(pg_server, env) == env.data["pg_gin_opclass"]
     assert run_api(env.data).any_change is False
+
+
+# --- an earlier deploy's (or anyone's) index work still running ------------------------------
+
+
+def test_deploy_waits_for_an_earlier_index_step_still_holding_the_lock_and_says_so(
+    pg_server, big, tmp_path
+):
+    env = swapped(pg_server, big)
+    earlier = psycopg.connect(
+        pg_server.dsn(env.data["pg_database"]), autocommit=True, application_name="pgprov deploy"
+    )
+    earlier_pid = earlier.info.backend_pid
+    try:
+        earlier.execute("SELECT pg_advisory_lock(%s)", (GIN_LOCK_KEY,))
+        proc = start_deploy(tmp_path, env.data)
+        watch = Watcher(pg_server)
+        waiting = kill_free_wait(
+            proc,
+            lambda: watch(
+                "SELECT FROM pg_stat_activity WHERE application_name = 'pgprov deploy' "
+                "AND pid <> %s AND query LIKE '%%pg_try_advisory_lock%%'",
+                (earlier_pid,),
+            ),
+        )
+        watch.close()
+        assert waiting, proc.output()[-2000:]
+        time.sleep(1)
+        assert current_opclass(pg_server, env) != env.data["pg_gin_opclass"]
+    finally:
+        earlier.close()
+    assert proc.wait(timeout=300) == 0, proc.output()[-3000:]
+    said = [
+        line
+        for line in proc.output().splitlines()
+        if "waiting for an earlier deploy" in line and "RAISE NOTICE" not in line  # not the plan
+    ]
+    assert len(said) == 1 and f"pid {earlier_pid} " in said[0], said
+    assert current_opclass(pg_server, env) == env.data["pg_gin_opclass"]
+
+
+def test_index_build_already_running_on_the_table_is_waited_for_not_raced(pg_server, big, tmp_path):
+    env = swapped(pg_server, big)
+    other = "checklistresponse_other_build"
+    errors: list[str] = []
+
+    def build() -> None:
+        try:
+            with psycopg.connect(pg_server.dsn(env.data["pg_database"]), autocommit=True) as conn:
+                conn.execute(
+                    f"CREATE INDEX CONCURRENTLY {other} ON app.checklistresponse "
+                    "USING gin (answers jsonb_ops)"
+                )
+        except psycopg.Error as exc:
+            errors.append(str(exc))
+
+    # An application transaction's snapshot keeps the other build running (it waits for
+    # older snapshots) until the deploy is seen waiting for it.
+    snapshot_holder = Blocker(
+        pg_server, env, "SELECT count(*) FROM app.checklistresponse", "REPEATABLE READ"
+    )
+    builder = threading.Thread(target=build)
+    builder.start()
+    try:
+        assert _wait_for_build(pg_server, env)
+        proc = start_deploy(tmp_path, env.data)
+        watch = Watcher(pg_server)
+        waiting = kill_free_wait(
+            proc,
+            lambda: watch(
+                "SELECT FROM pg_stat_activity WHERE application_name = 'pgprov deploy' "
+                "AND query LIKE '%%pg_stat_progress_create_index%%'"
+            ),
+        )
+        watch.close()
+        assert waiting, proc.output()[-2000:]
+        snapshot_holder.release()
+        code = proc.wait(timeout=300)
+    finally:
+        snapshot_holder.release()
+        builder.join(timeout=300)
+
+    assert code == 0, proc.output()[-3000:]
+    assert errors == []
+    said = [
+        line
+        for line in proc.output().splitlines()
+        if "waiting for an index build already running" in line and "RAISE" not in line
+    ]
+    assert len(said) == 1, proc.output()[-3000:]
+    assert current_opclass(pg_server, env) == env.data["pg_gin_opclass"]
+    query(pg_server, env, f"DROP INDEX app.{other}")
+
+
+def kill_free_wait(proc, condition: Callable[[], bool], timeout: float = 120) -> bool:
+    """Wait until ``condition()`` holds while the deploy runs; False if it ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _wait_for_build(server: Server, env: DeployEnv) -> bool:
+    watcher = Watcher(server)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if watcher(
+                "SELECT FROM pg_stat_progress_create_index "
+                "WHERE relid = 'app.checklistresponse'::regclass",
+                (),
+                env.data["pg_database"],
+            ):
+                return True
+            time.sleep(0.01)
+        return False
+    finally:
+        watcher.close()
