@@ -208,7 +208,8 @@ def gin_index(spec: Spec):
 
 def run_with_lock_retries(state, host, spec: Spec, script: str, what: str) -> bool:
     """Run an idempotent psql script, again after a pause when a lock wait timed out, within
-    pg_lock_wait; the server's notices (waits for an earlier deploy) are shown as they come.
+    pg_lock_wait; the script's own notices (what it waited for: an earlier deploy's index
+    step, a running build) are shown when each try ends.
 
     On exhaustion: one line naming the blocking sessions, and a failed operation."""
     policy = LockPolicy.of(spec)
