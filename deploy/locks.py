@@ -20,6 +20,7 @@ stops their statements soon after a killed deploy's client is gone (``session_se
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ FIRST_PAUSE = 0.1
 MAX_PAUSE = 2.0
 
 T = TypeVar("T")
+# A psql meta-command: a line starting with a backslash, or \g, \gexec, \gset ending one.
+_META_COMMAND = re.compile(r"^\s*\\|\s\\g(exec|set)?\b[^'\n]*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ def with_lock_retries(body: str, policy: LockPolicy, *, what: str) -> str:
     Runs inside the caller's transaction; on exhaustion it raises lock_not_available with
     one line naming ``what`` and the blocking sessions, so the transaction rolls back."""
     body = body.rstrip("\n")
+    if _META_COMMAND.search(body):
+        # The body runs on the server (EXECUTE): psql's meta-commands would be SQL errors.
+        raise ValueError(f"{what}: a psql meta-command cannot run inside the lock-retry block")
     body_tag = dollar_tag(body, "pgprov_body")
     tag = dollar_tag(body + body_tag, "pgprov_retry")
     return render(

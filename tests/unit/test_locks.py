@@ -148,3 +148,10 @@ def test_body_that_contains_the_tags_cannot_break_out_of_the_quoting() -> None:
     sql = with_lock_retries(body, LockPolicy(0.5, 5), what="x")
     assert "EXECUTE $pgprov_body1$\n" + body + "\n$pgprov_body1$;" in sql
     assert sql.startswith("DO $pgprov_retry1$")
+
+
+def test_psql_meta_commands_are_refused_in_the_server_side_body() -> None:
+    with pytest.raises(ValueError, match="meta-command"):
+        with_lock_retries("SELECT 1 \\gexec", LockPolicy(0.5, 5), what="x")
+    with pytest.raises(ValueError, match="meta-command"):
+        with_lock_retries("SELECT 1;\n\\connect other", LockPolicy(0.5, 5), what="x")
