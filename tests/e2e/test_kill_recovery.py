@@ -256,10 +256,28 @@ def test_gin_swap_killed_at_a_point_is_repaired_by_one_rerun(pg_server, big, tmp
     with held:
         proc = start_deploy(tmp_path, env.data)
         killed = kill_when(proc, condition)
-    assert killed, f"the deploy ended before {point!r}:\n{proc.output()[-2000:]}"
+        assert killed, f"the deploy ended before {point!r}:\n{proc.output()[-2000:]}"
+        # client_connection_check_interval: the killed deploy's statements stop on their own,
+        # even one still waiting for the application's transaction.
+        assert orphans_gone(pg_server, timeout=10), orphans(pg_server)
 
     assert_recovered(pg_server, env, tmp_path, rows=ROWS)
     assert current_opclass(pg_server, env) == env.data["pg_gin_opclass"]
+
+
+def orphans(server: Server) -> list[tuple]:
+    with server.connect() as conn:
+        return conn.execute(
+            "SELECT pid, state, left(query, 60) FROM pg_stat_activity "
+            "WHERE application_name LIKE 'pgprov%'"
+        ).fetchall()
+
+
+def orphans_gone(server: Server, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while orphans(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not orphans(server)
 
 
 def test_two_deploys_swapping_the_opclass_at_once_both_finish_with_one_valid_index(
