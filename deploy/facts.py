@@ -19,6 +19,7 @@ from typing import Any
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
+from deploy.locks import session_setup
 from deploy.psql import Stdin, admin_password, local_psql, shell_command, stdin_for
 from deploy.render import render
 from deploy.settings import check_input
@@ -115,6 +116,7 @@ def snapshot(host: Any, spec: Spec, *, refresh: bool = False) -> Snapshot | Unre
     """
     cache: dict[str, Snapshot | Unreadable | None] = run_memory(host, "snapshots", dict)
     if refresh or spec.database not in cache:
-        args = connection_args(host, spec, inspect_script(spec))
+        # Recognisable in pg_stat_activity as the deploy's (deploy/locks.py).
+        args = connection_args(host, spec, session_setup() + inspect_script(spec))
         cache[spec.database] = host.get_fact(CatalogSnapshot, _ignore_errors=True, **args)
     return cache[spec.database]

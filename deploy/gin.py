@@ -1,21 +1,25 @@
-"""The JSONB GIN index and the bookkeeping revoke that follow migrations: decisions only.
+"""The JSONB GIN index that follows migrations: decisions only.
 
 The index belongs to the deploy, not to the models: its operator class is an environment
 decision (``gin_opclass``). Missing: created. Valid with the declared definition: left
 alone. INVALID (a failed concurrent build) or another operator class: rebuilt CONCURRENTLY
-under a temporary name and swapped in.
+under a temporary name and swapped in. A valid temporary index with the declared definition
+(a killed deploy's) is reused; any other is dropped.
 
     items = gin_items(spec, snapshot, table_will_exist=bool(pending))
 """
 
 from __future__ import annotations
 
+from deploy.locks import LockPolicy, session_setup
 from deploy.plan import Item, make_item
 from deploy.spec import GIN_COLUMN, GIN_INDEX, GIN_TABLE, Spec
 from deploy.state import IndexState, Snapshot
 
 TEMP_INDEX = GIN_INDEX + "_new"
-BOOKKEEPING_TABLE = "aerich"
+# The index step's session advisory lock ("pggi"); not the provisioning key, so that a
+# deploy's provisioning transaction never waits on a session that runs a concurrent build.
+GIN_LOCK_KEY = 0x7067_6769
 
 
 class IndexPlanError(RuntimeError):
@@ -43,69 +47,53 @@ def matches(spec: Spec, index: IndexState) -> bool:
 
 
 def gin_items(spec: Spec, snap: Snapshot, *, table_will_exist: bool) -> list[Item]:
+    """The index step as one item: what the snapshot says it will do, and the script, which
+    decides again from the catalog once it holds the GIN lock (deploy/locks.py)."""
     if not snap.gin_table_exists and not table_will_exist:
         raise IndexPlanError(
             f"{spec.host}: table {spec.schema_name}.{GIN_TABLE} does not exist and no pending "
             "migration creates it"
         )
     existing = snap.indexes.get(GIN_INDEX)
-    leftover = TEMP_INDEX in snap.indexes
-    context = {
-        "owner": spec.owner,
-        "schema": spec.schema_name,
-        "table": GIN_TABLE,
-        "column": GIN_COLUMN,
-        "index": GIN_INDEX,
-        "temp_index": TEMP_INDEX,
-        "opclass": "jsonb_path_ops" if spec.gin_opclass == "jsonb_path_ops" else None,
-        "drop_leftover": leftover,
-    }
+    leftover = snap.indexes.get(TEMP_INDEX)
+    reusable = leftover is not None and leftover.valid and matches(spec, leftover)
     where = f"{spec.schema_name}.{GIN_TABLE}({GIN_COLUMN} {spec.gin_opclass})"
-    if existing is None:
-        return [
-            make_item(
-                f"create GIN index {GIN_INDEX} on {where} concurrently",
-                "gin_index.sql.j2",
-                action="create",
-                **context,
-            )
-        ]
-    if existing.valid and matches(spec, existing):
-        if leftover:
-            return [
-                make_item(
-                    f"drop leftover index {TEMP_INDEX}",
-                    "gin_index.sql.j2",
-                    action="none",
-                    **context,
-                )
-            ]
-        return []
-    reason = (
-        "is INVALID" if not existing.valid else f"has another definition ({existing.definition})"
-    )
-    return [
-        make_item(
-            f"rebuild GIN index {GIN_INDEX} on {where} concurrently and swap it in: it {reason}",
-            "gin_index.sql.j2",
-            action="rebuild",
-            **context,
+    if existing is not None and existing.valid and matches(spec, existing):
+        if leftover is None:
+            return []
+        description = f"drop leftover index {TEMP_INDEX}"
+    elif reusable:
+        description = (
+            f"swap in the already built {TEMP_INDEX} as {GIN_INDEX} on {where} "
+            "(left by an interrupted deploy)"
         )
-    ]
-
-
-def bookkeeping_items(spec: Spec, *, migrations_will_run: bool) -> list[Item]:
-    """Revoke what the default privileges give the runtime on ``aerich`` as it is created."""
-    runtime = spec.runtime_role
-    if runtime is None or not migrations_will_run or spec.schema_mode != "migrate":
-        return []
+    elif existing is None:
+        description = f"create GIN index {GIN_INDEX} on {where} concurrently"
+    else:
+        reason = (
+            "is INVALID"
+            if not existing.valid
+            else f"has another definition ({existing.definition})"
+        )
+        description = (
+            f"rebuild GIN index {GIN_INDEX} on {where} concurrently and swap it in: it {reason}"
+        )
+    if leftover is not None and not reusable and description.startswith(("create", "rebuild")):
+        description += f"; drop the leftover {TEMP_INDEX}"
     return [
         make_item(
-            f"revoke every privilege of role {runtime} on {spec.schema_name}.{BOOKKEEPING_TABLE} "
-            "(the migrations' bookkeeping)",
-            "bookkeeping.sql.j2",
+            description,
+            "gin_index.sql.j2",
+            session=session_setup(),
+            lock_key=GIN_LOCK_KEY,
+            lock_timeout_ms=LockPolicy.of(spec).lock_timeout_ms,
+            owner=spec.owner,
             schema=spec.schema_name,
-            table=BOOKKEEPING_TABLE,
-            runtime=runtime,
+            table=GIN_TABLE,
+            column=GIN_COLUMN,
+            index=GIN_INDEX,
+            temp_index=TEMP_INDEX,
+            opclass="jsonb_path_ops" if spec.gin_opclass == "jsonb_path_ops" else None,
+            opclass_name=spec.gin_opclass,
         )
     ]

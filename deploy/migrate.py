@@ -21,9 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from app_schema.config import APP_LABEL, MIGRATIONS_LOCATION
+from deploy.spec import DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
 
 # Distinct from the provisioning lock, so an upgrade never waits on a deploy's DDL.
 MIGRATION_LOCK_KEY = 0x7067_6D69  # "pgmi"
+BLOCKERS_PLACEHOLDER = "<blocking sessions>"  # filled in by the deploy (run_upgrade)
 _VERSION_FILE = re.compile(r"^(\d+)_.*\.py$")
 
 
@@ -69,6 +71,9 @@ class Target:
     schema: str
     mode: str = "migrate"  # or "generate"
     location: str = ""  # migrations folder; "" for migrations_location()
+    runtime: str = ""  # the role that must hold nothing on the bookkeeping table
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT  # seconds, one wait for a lock
+    lock_wait: float = DEFAULT_LOCK_WAIT  # seconds, every try of the upgrade together
 
     def url(self) -> str:
         from urllib.parse import quote
@@ -81,43 +86,135 @@ class Target:
 
 async def _upgrade(target: Target) -> list[str]:
     import psycopg
-    from aerich import Command
-    from tortoise import Tortoise
 
-    from app_schema.config import tortoise_config
+    from deploy.locks import MIGRATION_APPLICATION_NAME
 
-    config = tortoise_config(target.url(), target.schema, with_aerich=target.mode == "migrate")
     lock = await psycopg.AsyncConnection.connect(
         host=target.host,
         port=target.port,
         user=target.user,
         password=target.password,
         dbname=target.database,
+        application_name=MIGRATION_APPLICATION_NAME,
         autocommit=True,
     )
     try:
+        # PostgreSQL 14+: a killed deploy's sessions end, lock wait included, within 1 s.
+        settings = {"application_name": MIGRATION_APPLICATION_NAME}
+        if lock.info.server_version >= 140000:
+            settings["client_connection_check_interval"] = "1s"
+            await lock.execute("SET client_connection_check_interval = '1s'")
         await lock.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-        if target.mode == "generate":
-            await Tortoise.init(config=config)
-            try:
-                await Tortoise.generate_schemas(safe=True)
-            finally:
-                await Tortoise.close_connections()
-            return ["generate_schemas"]
-        location = target.location or migrations_location()
-        command = Command(tortoise_config=config, app=APP_LABEL, location=location)
         try:
-            async with command:
-                return await command.upgrade(run_in_transaction=True)
-        except Exception as exc:
-            after = await _applied(lock, target.schema)
-            # Aerich applies in order and records each in its own transaction: the first
-            # version still pending afterwards is the one that failed.
-            remaining = pending_migrations(after, migration_files(target.location or None))
-            failed = remaining[0] if remaining else "unknown"
-            raise MigrationError(f"migration {failed} failed: {_one_line(exc)}") from exc
+            return await _upgrade_locked(target, lock, settings)
+        finally:
+            if target.runtime and target.mode == "migrate":
+                await _revoke_bookkeeping(lock, target)
     finally:
         await lock.close()
+
+
+async def _upgrade_locked(target: Target, lock, settings: dict[str, str]) -> list[str]:
+    """The upgrade, under the migration lock; each migration waits at most lock_timeout for a
+    lock, and the upgrade as a whole is retried (Aerich applies each version in its own
+    transaction, so a try that timed out left that version unapplied) within lock_wait."""
+    from aerich import Command
+    from tortoise import Tortoise
+
+    from app_schema.config import tortoise_config
+    from deploy.locks import LockPolicy, LockTimeout
+
+    policy = LockPolicy(target.lock_timeout, target.lock_wait)
+    config = tortoise_config(target.url(), target.schema, with_aerich=target.mode == "migrate")
+    credentials = config["connections"]["default"]["credentials"]
+    credentials["server_settings"] = {
+        **credentials.get("server_settings", {}),
+        **settings,
+        "lock_timeout": f"{policy.lock_timeout_ms}ms",
+    }
+    if target.mode == "generate":
+        await Tortoise.init(config=config)
+        try:
+            await Tortoise.generate_schemas(safe=True)
+        finally:
+            await Tortoise.close_connections()
+        return ["generate_schemas"]
+    location = target.location or migrations_location()
+    command = Command(tortoise_config=config, app=APP_LABEL, location=location)
+    applied: list[str] = []
+    try:
+        async with command:
+
+            async def once() -> None:
+                try:
+                    applied.extend(await command.upgrade(run_in_transaction=True))
+                except Exception as exc:
+                    if _lock_timed_out(exc):
+                        raise LockTimeout(str(exc)) from exc
+                    raise
+
+            await _retry_async(once, policy)
+            return applied
+    except LockTimeout as exc:
+        failed = await _first_pending(lock, target)
+        # The blocking sessions are named by the deploy, as the admin: the migrator may not
+        # see other roles' sessions.
+        raise MigrationError(
+            f"migration {failed}: locks not granted within pg_lock_wait ({policy.lock_wait:g} s, "
+            f"pg_lock_timeout {policy.lock_timeout:g} s each); rolled back; "
+            f"blocking sessions: {BLOCKERS_PLACEHOLDER}"
+        ) from exc
+    except Exception as exc:
+        # Aerich applies in order and records each in its own transaction: the first
+        # version still pending afterwards is the one that failed.
+        failed = await _first_pending(lock, target)
+        raise MigrationError(f"migration {failed} failed: {_one_line(exc)}") from exc
+
+
+async def _retry_async(once, policy) -> None:
+    """deploy.locks.retry_on_lock_timeout for a coroutine: pauses between tries that timed out."""
+    from deploy.locks import LockTimeout
+
+    for pause in policy.pauses():
+        try:
+            return await once()
+        except LockTimeout:
+            await asyncio.sleep(pause)
+    return await once()
+
+
+def _lock_timed_out(exc: BaseException) -> bool:
+    """Whether a lock wait timed out somewhere in the exception's chain (SQLSTATE 55P03)."""
+    from deploy.locks import LOCK_NOT_AVAILABLE
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "sqlstate", None) == LOCK_NOT_AVAILABLE or "lock timeout" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def _first_pending(lock, target: Target) -> str:
+    after = await _applied(lock, target.schema)
+    remaining = pending_migrations(after, migration_files(target.location or None))
+    return remaining[0] if remaining else "unknown"
+
+
+async def _revoke_bookkeeping(lock, target: Target) -> None:
+    """Take back what the default privileges gave the runtime on Aerich's table as it was
+    created: here, after every upgrade, applied or failed, so the runtime never keeps it."""
+    exists = await (
+        await lock.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{target.schema}.aerich",))
+    ).fetchone()
+    if exists[0]:
+        await lock.execute(bookkeeping_revoke_sql(target.schema, target.runtime))
+
+
+def bookkeeping_revoke_sql(schema: str, runtime: str) -> str:
+    from deploy.render import render
+
+    return render("bookkeeping.sql.j2", schema=schema, table="aerich", runtime=runtime)
 
 
 async def _applied(conn, schema: str) -> list[str]:
@@ -159,6 +256,7 @@ def serve() -> int:
     out). Each child has Tortoise's and Aerich's global state to itself, so environments
     upgrade in parallel without paying the imports again (they are most of a run's CPU).
     """
+    import contextlib
     import os
     import signal
 
@@ -169,13 +267,24 @@ def serve() -> int:
     import app_schema.config  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reap themselves
+    children: dict[int, int] = {}  # request id -> child pid
     for line in sys.stdin:
         request = json.loads(line)
-        if os.fork() == 0:
+        if "cancel" in request:
+            # The controller gave up waiting: end the child, and with it its sessions (the
+            # server drops a lock wait on the closed connection; 14+ within 1 s).
+            pid = children.pop(request["cancel"], None)
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            continue
+        pid = os.fork()
+        if pid == 0:
             reply = {"id": request["id"], **upgrade_one(Target(**request["target"]))}
             data = (json.dumps(reply)[: 4000 - 1] + "\n").encode()
             os.write(1, data)  # one write below PIPE_BUF: replies never interleave
             os._exit(0)
+        children[request["id"]] = pid
     return 0
 
 
@@ -260,15 +369,27 @@ class _Server:
         return self.proc.poll() is None and not self.reader.dead
 
     def request(self, target: Target, timeout: float) -> dict:
+        from gevent import Timeout
         from gevent.event import AsyncResult
 
         self.next_id += 1
         waiter = AsyncResult()
         self.waiting[self.next_id] = waiter
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"id": self.next_id, "target": asdict(target)}) + "\n")
+        request_id = self.next_id
+        self.proc.stdin.write(json.dumps({"id": request_id, "target": asdict(target)}) + "\n")
         self.proc.stdin.flush()
-        return waiter.get(timeout=timeout)
+        try:
+            return waiter.get(timeout=timeout)
+        except Timeout:
+            # gevent's Timeout is a BaseException: left alone it escapes every
+            # ``except Exception`` up the stack while the child goes on (and may take the
+            # migration lock later). Stop the child and fail this host in one line.
+            self.waiting.pop(request_id, None)
+            if self.alive():
+                self.proc.stdin.write(json.dumps({"cancel": request_id}) + "\n")
+                self.proc.stdin.flush()
+            return {"error": f"no result from the upgrade within {timeout:g} s; it was stopped"}
 
     def close(self) -> None:
         if self.proc.stdin and not self.proc.stdin.closed:
@@ -328,6 +449,9 @@ def run_upgrade(state, host, spec) -> bool:
             database=spec.database,
             schema=spec.schema_name,
             mode=spec.schema_mode,
+            runtime=spec.runtime_role or "",
+            lock_timeout=spec.lock_timeout,
+            lock_wait=spec.lock_wait,
         )
 
     try:
@@ -345,7 +469,12 @@ def run_upgrade(state, host, spec) -> bool:
         else:
             applied = run_child(target(spec.app_host, spec.app_port))
     except MigrationError as exc:
-        logger.error(f"{host.print_prefix}{exc}")
+        message = str(exc)
+        if BLOCKERS_PLACEHOLDER in message:
+            from deploy.operations import blocking_sessions
+
+            message = message.replace(BLOCKERS_PLACEHOLDER, blocking_sessions(state, host, spec))
+        logger.error(f"{host.print_prefix}{message}")
         return False
     for version in applied:
         logger.info(f"{host.print_prefix}  applied {version}")

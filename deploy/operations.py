@@ -18,7 +18,8 @@ from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.state import StateStage
 
 from deploy.facts import Unreadable, connection_args, run_memory, snapshot
-from deploy.gin import IndexPlanError, bookkeeping_items, gin_items
+from deploy.gin import IndexPlanError, gin_items
+from deploy.locks import LockPolicy, LockTimeout, blockers_query, retry_on_lock_timeout
 from deploy.migrate import pending_migrations, run_upgrade, warm_up
 from deploy.plan import Item, build_plan
 from deploy.secrets import Secret, resolve, verifier_matches
@@ -187,8 +188,7 @@ def migrate(spec: Spec):
 
 @operation(is_idempotent=True)
 def gin_index(spec: Spec):
-    """The JSONB GIN index on checklistresponse(answers) with the environment's operator class,
-    and the runtime's rights on the migrations' bookkeeping table taken back.
+    """The JSONB GIN index on checklistresponse(answers) with the environment's operator class.
 
     .. code:: python
 
@@ -200,10 +200,7 @@ def gin_index(spec: Spec):
         return
     work = schema_work(spec, snap)
     try:
-        items = [
-            *bookkeeping_items(spec, migrations_will_run=bool(work)),
-            *gin_items(spec, snap, table_will_exist=bool(work)),
-        ]
+        items = gin_items(spec, snap, table_will_exist=bool(work))
     except IndexPlanError as exc:
         yield failure("gin", str(exc))
         return
@@ -213,7 +210,53 @@ def gin_index(spec: Spec):
         )
         return
     announce("gin_index", items)
-    yield psql_command(spec, "".join(i.sql for i in items), dbname=spec.database)
+    script = "".join(i.sql for i in items)
+    yield FunctionCommand(run_with_lock_retries, (spec, script, "the GIN index step"), {})
+
+
+def run_with_lock_retries(state, host, spec: Spec, script: str, what: str) -> bool:
+    """Run an idempotent psql script, again after a pause when a lock wait timed out, within
+    pg_lock_wait; the script's own notices (what it waited for: an earlier deploy's index
+    step, a running build) are shown when each try ends.
+
+    On exhaustion: one line naming the blocking sessions, and a failed operation."""
+    policy = LockPolicy.of(spec)
+
+    def once() -> list[str]:
+        ok, output = _run_psql(state, host, spec, script)
+        for line in output.stderr_lines:
+            if "NOTICE:" in line and "pgprov:" in line:
+                logger.info(f"{host.print_prefix}{line.split('pgprov:', 1)[1].strip()}")
+        errors = [line for line in output.stderr_lines if "NOTICE:" not in line]
+        if not ok and any("due to lock timeout" in line for line in errors):
+            raise LockTimeout(" ".join(errors))
+        return [] if ok else errors or ["psql failed without a message"]
+
+    try:
+        errors = retry_on_lock_timeout(once, policy)
+    except LockTimeout:
+        errors = [
+            f"{what}: locks not granted within pg_lock_wait ({policy.lock_wait:g} s, "
+            f"pg_lock_timeout {policy.lock_timeout:g} s each); blocking sessions: "
+            f"{blocking_sessions(state, host, spec)}"
+        ]
+    for line in errors:
+        host.log_styled(line, fg="red", log_func=logger.error)
+    return not errors
+
+
+def blocking_sessions(state, host, spec: Spec) -> str:
+    """The sessions holding locks in the environment's database, as the admin sees them."""
+    ok, output = _run_psql(state, host, spec, blockers_query(LockPolicy.of(spec)) + ";\n")
+    return output.stdout.strip() if ok else f"unknown ({output.stderr.strip()})"
+
+
+def _run_psql(state, host, spec: Spec, script: str):
+    args = connection_args(host, spec, script, dbname=spec.database)
+    command = StringCommand(args.pop("command_line"))
+    return host.run_shell_command(
+        command, print_output=state.print_output, print_input=state.print_input, **args
+    )
 
 
 def _verifier(secret: Secret) -> str:

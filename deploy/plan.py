@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from deploy.locks import LockPolicy, session_setup, with_lock_retries
 from deploy.privileges import PUBLIC, GrantGroup, current_grants, diff, group, wanted_grants
 from deploy.render import render
 from deploy.settings import (
@@ -66,6 +67,7 @@ class Plan:
                 render(
                     "transaction.sql.j2",
                     connect=None,
+                    session="",
                     lock_key=LOCK_KEY,
                     set_role=None,
                     body=body(self.roles),
@@ -82,12 +84,20 @@ class Plan:
                 render(
                     "transaction.sql.j2",
                     connect=self.spec.database,
+                    session=session_setup(),
                     lock_key=LOCK_KEY,
                     set_role=None,
-                    body=body(self.database),
+                    # Ownership, grants and settings of live objects: short lock waits,
+                    # retried, never queued without bound in front of the application.
+                    body=with_lock_retries(
+                        body(self.database),
+                        LockPolicy.of(self.spec),
+                        what=f"database {self.spec.database}",
+                    ),
                 )
             )
-        return "".join(parts)
+        # The first connection's session setup; the database transaction's comes after \connect.
+        return "".join([session_setup(), *parts]) if parts else ""
 
 
 def make_item(description: str, template: str, **context: object) -> Item:

@@ -29,8 +29,14 @@ PROBE_TABLE = "checklist"  # an application table every migrated schema has
 PROBE_NAME = "pgprov_audit_probe"  # objects a probe tries to create (always rolled back)
 OTHER_DATABASE = "postgres"
 DENIED = "42501"  # insufficient_privilege
-# A probe that is allowed may take a lock the live application needs: give up quickly.
-SESSION_LIMITS = "-c lock_timeout=2s -c statement_timeout=10s"
+# A probe that is allowed may take a lock the live application needs: give up as quickly as
+# the deploy does (pg_lock_timeout); each probe's savepoint is rolled back, locks with it.
+STATEMENT_TIMEOUT = "10s"
+
+
+def session_limits(spec: Spec) -> str:
+    lock_timeout = max(1, round(spec.lock_timeout * 1000))
+    return f"-c lock_timeout={lock_timeout}ms -c statement_timeout={STATEMENT_TIMEOUT}"
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,7 @@ def _connect(spec: Spec, password: Secret, dbname: str) -> psycopg.Connection:
         autocommit=True,
         connect_timeout=10,
         application_name="pgprov audit probe",
-        options=SESSION_LIMITS,
+        options=session_limits(spec),
     )
 
 

@@ -33,6 +33,11 @@ GIN_COLUMN = "answers"
 RESERVED_ROLES = frozenset({"public", "postgres", "none", "current_user", "session_user"})
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
 SYSTEM_SCHEMAS = frozenset({"public", "information_schema"})
+# Lock discipline against a live database (deploy/locks.py): one wait in the lock queue is
+# at most DEFAULT_LOCK_TIMEOUT; all the retries together at most DEFAULT_LOCK_WAIT.
+DEFAULT_LOCK_TIMEOUT = 0.5
+DEFAULT_LOCK_WAIT = 60.0
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|min)?\s*")
 
 
 class SpecError(ValueError):
@@ -97,6 +102,23 @@ def _setting_value(value: Any) -> str:
     if isinstance(value, int | float | str):
         return str(value)
     raise ValueError(f"{value!r} is not a setting value (a string, a number or a boolean)")
+def _duration(value: Any) -> float:
+    """Seconds, from a number of seconds or a string with a unit (``"500ms"``, ``"2s"``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.fullmatch(str(value))
+        if not match:
+            raise ValueError(
+                f"{value!r} is not a duration (seconds, or a number with ms, s or min)"
+            )
+        scale = {"ms": 0.001, "s": 1.0, "min": 60.0, None: 1.0}[match.group(2)]
+        seconds = float(match.group(1)) * scale
+    if not 0.001 <= seconds <= 86400:
+        raise ValueError(f"{value!r} is out of range (1ms to 24h)")
+    return seconds
 
 
 Identifier = Annotated[str, AfterValidator(_identifier)]
@@ -105,6 +127,7 @@ DatabaseName = Annotated[str, AfterValidator(_database_name)]
 SchemaName = Annotated[str, AfterValidator(_schema_name)]
 SettingName = Annotated[str, AfterValidator(_setting_name)]
 SettingValue = Annotated[str, BeforeValidator(_setting_value)]
+Duration = Annotated[float, BeforeValidator(_duration)]
 
 
 class AdminConnection(BaseModel):
@@ -160,6 +183,8 @@ class Spec(BaseModel):
     app_port: int = Field(default=5432, ge=1, le=65535)
     tunnel: bool = False
     psql: str = "psql"  # the client on the target; "psql" on PATH (locally: the real binary)
+    lock_timeout: Duration = DEFAULT_LOCK_TIMEOUT  # seconds, one wait in the lock queue
+    lock_wait: Duration = DEFAULT_LOCK_WAIT  # seconds, every try of one step together
 
     @property
     def owner(self) -> str:
@@ -205,6 +230,8 @@ HOST_KEYS: dict[str, str] = {
     "pg_app_port": "app_port",
     "pg_tunnel": "tunnel",
     "pg_psql": "psql",
+    "pg_lock_timeout": "lock_timeout",
+    "pg_lock_wait": "lock_wait",
 }
 PASSWORD_KEYS = {
     "pg_migrator_password": "migrator",
@@ -307,6 +334,11 @@ def build_spec(data: Mapping[str, Any], *, inventory: str, host: str) -> Spec:
         raise fail("pg_createdb", "only the single_user profile may have CREATEDB")
     if spec.profile == "split" and spec.migrator == spec.runtime:
         raise fail("pg_runtime", f"the managed roles must differ (both are {spec.runtime})")
+    if spec.lock_wait < spec.lock_timeout:
+        raise fail(
+            "pg_lock_wait",
+            f"{spec.lock_wait:g}s is shorter than pg_lock_timeout ({spec.lock_timeout:g}s)",
+        )
     for key, which in PASSWORD_KEYS.items():
         role = getattr(spec, which)
         if role in spec.roles and role not in spec.passwords:

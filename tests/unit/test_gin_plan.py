@@ -1,4 +1,6 @@
-"""The GIN index decisions: create, leave alone, rebuild and swap; the bookkeeping revoke."""
+"""The GIN index step: what the plan says it will do (create, leave alone, rebuild and swap,
+reuse a built temporary index, drop leftovers) and the script that decides again from the
+catalog under the GIN lock (its decisions are exercised on real servers in tests/e2e)."""
 
 from __future__ import annotations
 
@@ -6,13 +8,8 @@ import dataclasses
 
 import pytest
 
-from deploy.gin import (
-    TEMP_INDEX,
-    IndexPlanError,
-    bookkeeping_items,
-    expected_definition,
-    gin_items,
-)
+from deploy.gin import GIN_LOCK_KEY, TEMP_INDEX, IndexPlanError, expected_definition, gin_items
+from deploy.migrate import bookkeeping_revoke_sql
 from deploy.spec import GIN_INDEX, Spec
 from deploy.state import IndexState, Snapshot
 from tests.unit.test_plan import converged_split, single_spec, split_spec
@@ -50,11 +47,35 @@ def test_missing_index_is_created_concurrently_by_the_owner() -> None:
     items = gin_items(split_spec(), snap_with(), table_will_exist=False)
     assert len(items) == 1
     assert items[0].description.startswith(f"create GIN index {GIN_INDEX}")
-    lines = items[0].sql.splitlines()
-    assert lines[0] == 'SET ROLE "app_migrator";'
-    assert lines[1].startswith(f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{GIN_INDEX}"')
-    assert lines[-1] == "RESET ROLE;"
-    assert "DROP" not in items[0].sql
+    sql = items[0].sql
+    assert 'SET ROLE "app_migrator";' in sql
+    assert f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{GIN_INDEX}"' in sql
+    assert sql.rstrip().endswith(f"pg_advisory_unlock({GIN_LOCK_KEY}) \\g /dev/null")
+
+
+def test_the_script_takes_the_gin_lock_before_reading_the_catalog_and_changing_anything() -> None:
+    sql = sql_of(split_spec(), snap_with())
+    lock = sql.index(f"pg_try_advisory_lock({GIN_LOCK_KEY})")
+    assert lock < sql.index("\\gset pgprov_") < sql.index("CREATE INDEX CONCURRENTLY")
+    assert sql.index("SET application_name = 'pgprov deploy'") < lock
+
+
+def test_drop_and_rename_wait_at_most_lock_timeout_but_builds_do_not() -> None:
+    sql = sql_of(split_spec(pg_lock_timeout="250ms"), snap_with())
+    statements = [line for line in sql.splitlines() if not line.startswith(("\\", " "))]
+
+    def timeout_before(keyword: str) -> str:
+        at = next(i for i, line in enumerate(statements) if line.startswith(keyword))
+        return next(
+            line for line in reversed(statements[:at]) if line.startswith("SET lock_timeout")
+        )
+
+    assert timeout_before("DROP INDEX CONCURRENTLY IF EXISTS") == "SET lock_timeout = 250;"
+    assert timeout_before(f'DROP INDEX CONCURRENTLY "app"."{GIN_INDEX}"') == (
+        "SET lock_timeout = 250;"
+    )
+    assert timeout_before("ALTER INDEX") == "SET lock_timeout = 250;"
+    assert timeout_before("CREATE INDEX CONCURRENTLY") == "SET lock_timeout = 0;"
 
 
 def test_missing_table_that_pending_migrations_create_still_gets_the_index() -> None:
@@ -81,7 +102,8 @@ def test_invalid_index_is_rebuilt_and_swapped() -> None:
     assert f'CREATE INDEX CONCURRENTLY "{TEMP_INDEX}"' in sql
     assert f'DROP INDEX CONCURRENTLY "app"."{GIN_INDEX}";' in sql
     assert f'ALTER INDEX "app"."{TEMP_INDEX}" RENAME TO "{GIN_INDEX}";' in sql
-    assert sql.index("CREATE INDEX") < sql.index("DROP INDEX") < sql.index("RENAME")
+    assert sql.index("CREATE INDEX") < sql.index('DROP INDEX CONCURRENTLY "app"."idx')
+    assert sql.index('DROP INDEX CONCURRENTLY "app"."idx') < sql.index("RENAME")
 
 
 @pytest.mark.parametrize(
@@ -99,6 +121,7 @@ def test_index_with_another_opclass_is_rebuilt_with_the_declared_one(
     assert len(items) == 1
     assert "has another definition" in items[0].description
     assert f"USING gin {wanted_clause};" in items[0].sql
+    assert f"= '{opclass}'" in items[0].sql  # the catalog check looks for the declared class
     assert "RENAME TO" in items[0].sql
 
 
@@ -107,25 +130,24 @@ def test_leftover_temporary_index_is_dropped_when_the_index_is_fine() -> None:
     items = gin_items(split_spec(), snap, table_will_exist=False)
     assert [i.description for i in items] == [f"drop leftover index {TEMP_INDEX}"]
     assert f'DROP INDEX CONCURRENTLY IF EXISTS "app"."{TEMP_INDEX}";' in items[0].sql
-    assert "CREATE INDEX" not in items[0].sql
 
 
-def test_leftover_is_dropped_before_a_rebuild_reuses_its_name() -> None:
+def test_valid_temporary_index_with_the_declared_definition_is_swapped_in_not_rebuilt() -> None:
     snap = snap_with(index(JSONB_OPS, valid=False), index(JSONB_OPS, name=TEMP_INDEX))
-    sql = sql_of(split_spec(), snap)
-    assert sql.index("DROP INDEX CONCURRENTLY IF EXISTS") < sql.index(
-        f'CREATE INDEX CONCURRENTLY "{TEMP_INDEX}"'
-    )
+    items = gin_items(split_spec(), snap, table_will_exist=False)
+    assert len(items) == 1
+    assert items[0].description.startswith(f"swap in the already built {TEMP_INDEX}")
 
 
-def test_leftover_is_dropped_before_creating_a_missing_index() -> None:
-    sql = sql_of(split_spec(), snap_with(index(JSONB_OPS, name=TEMP_INDEX)))
-    assert sql.index("DROP INDEX CONCURRENTLY IF EXISTS") < sql.index("CREATE INDEX")
+def test_temporary_index_with_another_definition_is_named_as_a_leftover() -> None:
+    snap = snap_with(index(JSONB_OPS, valid=False), index(PATH_OPS, name=TEMP_INDEX))
+    (item,) = gin_items(split_spec(), snap, table_will_exist=False)
+    assert item.description.startswith("rebuild GIN index")
+    assert item.description.endswith(f"drop the leftover {TEMP_INDEX}")
 
 
 def test_single_user_index_is_built_by_the_app_user() -> None:
-    sql = sql_of(single_spec(), snap_with())
-    assert sql.startswith('SET ROLE "hinfelaar_fastapi_db_user";')
+    assert 'SET ROLE "hinfelaar_fastapi_db_user";' in sql_of(single_spec(), snap_with())
 
 
 def test_missing_table_and_no_pending_migration_is_a_one_line_error() -> None:
@@ -136,27 +158,14 @@ def test_missing_table_and_no_pending_migration_is_a_one_line_error() -> None:
     assert message.startswith("db1: table app.checklistresponse does not exist")
 
 
-# --- bookkeeping revoke ----------------------------------------------------------------------------
+# --- bookkeeping revoke (run by the migrations' child after every upgrade) -------------------
 
 
-def test_bookkeeping_revoke_runs_for_split_when_migrations_run() -> None:
-    items = bookkeeping_items(split_spec(), migrations_will_run=True)
-    assert [i.sql for i in items] == [
+def test_bookkeeping_revoke_takes_everything_on_the_table_and_its_sequence() -> None:
+    assert bookkeeping_revoke_sql("app", "app_runtime") == (
         'REVOKE ALL ON TABLE "app"."aerich" FROM "app_runtime";\n'
         'REVOKE ALL ON SEQUENCE "app"."aerich_id_seq" FROM "app_runtime";\n'
-    ]
-
-
-@pytest.mark.parametrize(
-    ("spec", "running"),
-    [
-        pytest.param(split_spec(), False, id="split-nothing-pending"),
-        pytest.param(single_spec(), True, id="single-user"),
-        pytest.param(split_spec(pg_schema_mode="generate"), True, id="prototype-mode"),
-    ],
-)
-def test_bookkeeping_revoke_is_skipped_otherwise(spec: Spec, running: bool) -> None:
-    assert bookkeeping_items(spec, migrations_will_run=running) == []
+    )
 
 
 def test_index_in_a_schema_named_like_a_keyword_converges() -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.gin import TEMP_INDEX, bookkeeping_items, gin_items
+from deploy.gin import TEMP_INDEX, gin_items
+from deploy.migrate import bookkeeping_revoke_sql
 from deploy.plan import Item, Plan, build_plan
 from deploy.spec import GIN_INDEX, Spec
 from deploy.state import IndexState, Snapshot
@@ -133,7 +134,4 @@ def test_gin_index_script(spec: Spec, snap: Snapshot, name: str) -> None:
 
 
 def test_bookkeeping_revoke_script() -> None:
-    check_golden(
-        "bookkeeping_split.sql",
-        annotated(bookkeeping_items(split_spec(), migrations_will_run=True)),
-    )
+    check_golden("bookkeeping_split.sql", bookkeeping_revoke_sql("app", "app_runtime"))

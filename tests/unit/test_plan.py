@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from deploy.locks import session_setup
 from deploy.plan import Plan, build_plan
 from deploy.spec import Spec, build_spec
 from deploy.state import (
@@ -676,8 +677,9 @@ def test_existing_roles_without_database_get_only_the_database_work() -> None:
     assert [i.description for i in plan.create_database] == [
         f"create database {DB} owned by app_migrator"
     ]
-    # No roles transaction: the script starts with the locked check-and-create.
-    assert plan.script().startswith(
+    # No roles transaction: after the session setup, the locked check-and-create.
+    script = plan.script().removeprefix(session_setup())
+    assert script.startswith(
         "SELECT pg_catalog.pg_advisory_lock(1885827186) \\g /dev/null\nSELECT 'CREATE DATABASE"
     )
 

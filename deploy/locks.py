@@ -1,0 +1,137 @@
+"""Lock discipline against a live database: the one helper every lock-taking step goes through.
+
+A statement that needs a strong lock on a live table (ALTER ... OWNER, GRANT, DROP INDEX)
+waits in the lock queue, and every application query on that table queues behind it. So,
+as GitLab's ``with_lock_retries``: each try waits at most ``pg_lock_timeout`` for its locks,
+a try that is not granted in time is rolled back (its locks released) and retried after a
+growing pause, and when the next try would overrun ``pg_lock_wait`` the step stops with
+one line naming the blocking sessions (pid, user, application_name, state, transaction age).
+
+Three shapes, one policy (``LockPolicy.of(spec)``):
+
+    with_lock_retries(body, policy, what="database app")   # SQL: a server-side retry loop
+    retry_on_lock_timeout(run_once, policy)                 # controller: retry a whole step
+    blockers_query(policy)                                  # SQL naming the blockers
+
+Deploy sessions call themselves ``pgprov ...`` (application_name) so that they can be
+recognised, and on PostgreSQL 14+ set ``client_connection_check_interval``, so the server
+stops their statements soon after a killed deploy's client is gone (``session_setup``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from deploy.render import render
+from deploy.spec import Spec
+
+APPLICATION_NAME = "pgprov deploy"
+MIGRATION_APPLICATION_NAME = "pgprov migrate"
+LOCK_NOT_AVAILABLE = "55P03"
+# The pause between tries doubles from FIRST_PAUSE up to MAX_PAUSE (seconds): long enough
+# for the application's queued queries to run, short enough to catch a gap between its
+# transactions.
+FIRST_PAUSE = 0.1
+MAX_PAUSE = 2.0
+
+T = TypeVar("T")
+# A psql meta-command: a line starting with a backslash, or \g, \gexec, \gset ending one.
+_META_COMMAND = re.compile(r"^\s*\\|\s\\g(exec|set)?\b[^'\n]*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class LockPolicy:
+    """How long one try may wait for a lock, and all the tries of one step together."""
+
+    lock_timeout: float  # seconds
+    lock_wait: float  # seconds
+
+    @classmethod
+    def of(cls, spec: Spec) -> LockPolicy:
+        return cls(spec.lock_timeout, spec.lock_wait)
+
+    @property
+    def lock_timeout_ms(self) -> int:
+        return max(1, round(self.lock_timeout * 1000))
+
+    @property
+    def lock_wait_ms(self) -> int:
+        return max(1, round(self.lock_wait * 1000))
+
+    def pauses(self) -> list[float]:
+        """The pauses between tries that fit in the budget (each try may wait lock_timeout)."""
+        pauses: list[float] = []
+        spent, pause = self.lock_timeout, FIRST_PAUSE
+        while spent + pause + self.lock_timeout <= self.lock_wait:
+            pauses.append(pause)
+            spent += pause + self.lock_timeout
+            pause = min(pause * 2, MAX_PAUSE)
+        return pauses
+
+
+def session_setup(application_name: str = APPLICATION_NAME) -> str:
+    """psql lines that open every deploy session (application_name, connection checks)."""
+    return render("session.sql.j2", application_name=application_name)
+
+
+def dollar_tag(text: str, base: str) -> str:
+    """A dollar-quote tag that does not occur in ``text`` (so the quoting cannot be broken)."""
+    tag, n = f"${base}$", 0
+    while tag in text:
+        n += 1
+        tag = f"${base}{n}$"
+    return tag
+
+
+def with_lock_retries(body: str, policy: LockPolicy, *, what: str) -> str:
+    """``body`` (SQL statements) as one DO block that retries it under the policy.
+
+    Runs inside the caller's transaction; on exhaustion it raises lock_not_available with
+    one line naming ``what`` and the blocking sessions, so the transaction rolls back."""
+    body = body.rstrip("\n")
+    if _META_COMMAND.search(body):
+        # The body runs on the server (EXECUTE): psql's meta-commands would be SQL errors.
+        raise ValueError(f"{what}: a psql meta-command cannot run inside the lock-retry block")
+    body_tag = dollar_tag(body, "pgprov_body")
+    tag = dollar_tag(body + body_tag, "pgprov_retry")
+    return render(
+        "lock_retries.sql.j2",
+        what=what,
+        body=body,
+        tag=tag,
+        body_tag=body_tag,
+        lock_timeout_ms=policy.lock_timeout_ms,
+        lock_wait_ms=policy.lock_wait_ms,
+        seconds=policy.lock_timeout,
+        first_pause=FIRST_PAUSE,
+        max_pause=MAX_PAUSE,
+    )
+
+
+def blockers_query(policy: LockPolicy) -> str:
+    """One query returning one text: the sessions that hold locks the deploy waited for."""
+    return render("blockers.sql.j2", seconds=policy.lock_timeout)
+
+
+class LockTimeout(RuntimeError):
+    """One try was not granted its locks within lock_timeout."""
+
+
+def retry_on_lock_timeout(
+    run_once: Callable[[], T],
+    policy: LockPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``run_once`` until it does not raise LockTimeout, pausing between tries; the last
+    LockTimeout propagates when the budget (``policy.pauses()``) is spent."""
+    for pause in policy.pauses():
+        try:
+            return run_once()
+        except LockTimeout:
+            sleep(pause)
+    return run_once()
