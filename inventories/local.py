@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from deploy.embedded import ensure_local_server, local_secret
-from inventories.common import admin_from_libpq, inventory_name, target
+from inventories.common import GIN_OPCLASS, admin_from_libpq, inventory_name, target
 
 ROOT = Path(__file__).resolve().parent.parent / ".pgdata"
 
@@ -20,7 +20,7 @@ def _data() -> dict:
         "pg_inventory": inventory_name(__file__),
         "pg_environment": "local",
         "pg_profile": "split",
-        "pg_gin_opclass": os.environ.get("PGPROV_GIN_OPCLASS", "jsonb_ops"),
+        "pg_gin_opclass": os.environ.get("PGPROV_GIN_OPCLASS", GIN_OPCLASS),
     }
     if os.environ.get("PGHOST"):
         data.update(admin_from_libpq(None, 5432, None))
