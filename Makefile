@@ -25,7 +25,7 @@ plan: venv
 	$(BIN)/pyinfra --dry $(INVENTORY) deploy/provision.py
 
 verify: venv
-	$(BIN)/python -m deploy.audit $(INVENTORY) $(VERIFY_ARGS)
+	$(BIN)/pgprov-verify $(INVENTORY) $(VERIFY_ARGS)
 
 reset: venv
 	$(BIN)/python -m deploy.reset $(INVENTORY)
