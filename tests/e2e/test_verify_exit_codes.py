@@ -1,8 +1,9 @@
 """``pgprov-verify``, the console script CI calls, exits 0 clean, 1 on drift, 2 on error.
 
-Run as CI runs it (the script pip installed into the virtualenv's bin/), against real
-PostgreSQL: a freshly provisioned environment, the same after a seeded drift, an inventory
-with a bad value, and one whose server does not answer.
+Run as CI runs it: the script pip installed into the virtualenv's bin/, from another
+directory and without PYTHONPATH, against real PostgreSQL: a freshly provisioned
+environment, the same after a seeded drift, an inventory with a bad value, and one whose
+server does not answer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from deploy.embedded import free_port
-from tests.deploykit import REPO, env_data, run_api, write_inventory
+from tests.deploykit import env_data, run_api, write_inventory
 from tests.pgserver import Names, Server
 
 SCRIPT = Path(sys.executable).parent / "pgprov-verify"
@@ -25,10 +26,11 @@ SCRIPT = Path(sys.executable).parent / "pgprov-verify"
 def verify(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     if not SCRIPT.exists():
         pytest.fail(f"{SCRIPT} is not installed: run `make venv` (pyproject [project.scripts])")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run(
         [str(SCRIPT), str(inventory), "--no-probes", *args],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=inventory.parent,
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
