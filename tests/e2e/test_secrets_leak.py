@@ -2,9 +2,9 @@
 SCRAM verifiers the server stores for them, in pyinfra's output at ``-vvv`` (which prints the
 catalog fact's output), in the server log, in pg_stat_statements or in any process's argv.
 
-One dedicated server logs everything it can (``log_statement = 'all'``,
-``log_min_duration_statement = 0``, errors with their statement) and tracks every statement
-in pg_stat_statements. The CLI deploy runs twice under ``strace -f -e trace=execve``: a cold
+One dedicated server logs everything it can (``log_statement = 'all'``, every duration with
+its statement, every transaction sampled, errors with their statement) and tracks every
+statement in pg_stat_statements. The CLI deploy runs twice under ``strace -f -e trace=execve``: a cold
 deploy creating the roles, then after the role passwords were rotated (so ALTER ROLE ...
 PASSWORD is exercised too). Needs ``strace`` (apt-get install strace).
 """
@@ -41,6 +41,9 @@ SECRETS = ("migrator", "runtime", "rotated_migrator", "rotated_runtime", "admin"
 LOGGING = {
     "log_statement": "'all'",
     "log_min_duration_statement": "0",
+    "log_min_duration_sample": "0",
+    "log_statement_sample_rate": "1",
+    "log_transaction_sample_rate": "1",
     "log_min_error_statement": "'error'",
     "shared_preload_libraries": "'pg_stat_statements'",
     "pg_stat_statements.track": "'all'",
@@ -170,6 +173,8 @@ def test_the_server_logged_the_deploy_but_not_its_password_statements(capture: C
     # The statements around each password statement are logged up to the one that stops it.
     assert log.count("statement: SET log_statement = 'none'") >= 5
     assert "PASSWORD" not in log
+    # Nor the snapshot's stored-password query, which carries the key of its digests.
+    assert "json_object_agg(rolname" not in log
 
 
 @pytest.mark.parametrize("secret", SECRETS)

@@ -709,9 +709,11 @@ def unlogged(statement: str) -> str:
     return (
         "SET log_statement = 'none'; SET log_min_duration_statement = -1; "
         "SET log_min_duration_sample = -1; SET log_min_error_statement = 'panic'; "
-        "SET log_error_verbosity = 'terse'; SET pg_stat_statements.track = 'none';\n"
+        "SET log_error_verbosity = 'terse'; SET log_transaction_sample_rate = 0; "
+        "SET pg_stat_statements.track = 'none';\n"
         f"{statement}\n"
-        "RESET pg_stat_statements.track; RESET log_error_verbosity; "
+        "RESET pg_stat_statements.track; RESET log_transaction_sample_rate; "
+        "RESET log_error_verbosity; "
         "RESET log_min_error_statement; RESET log_min_duration_sample; "
         "RESET log_min_duration_statement; RESET log_statement;"
     )
