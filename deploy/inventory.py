@@ -40,7 +40,16 @@ def load_hosts(path: str | Path, limit: str | None = None) -> list[tuple[str, di
     path = Path(path)
     if not path.is_file():
         raise InventoryError(f"{path}: no such inventory file")
-    namespace = runpy.run_path(str(path))
+    try:
+        namespace = runpy.run_path(str(path))
+    except Exception as exc:
+        from pyinfra.api.exceptions import PyinfraError
+
+        if isinstance(exc, PyinfraError):
+            # Raised on purpose by the inventory (inventories/local.py: the embedded server
+            # was refused), already one line naming itself.
+            raise InventoryError(str(exc)) from None
+        raise
     group_data: dict[str, dict[str, Any]] = {}
     host_data: dict[str, dict[str, Any]] = {}
     groups: dict[str, list[str]] = {}

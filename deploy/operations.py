@@ -22,7 +22,7 @@ from deploy.gin import IndexPlanError, gin_items
 from deploy.locks import LockPolicy, LockTimeout, blockers_query, retry_on_lock_timeout
 from deploy.migrate import pending_migrations, run_upgrade, warm_up
 from deploy.plan import Item, build_plan
-from deploy.secrets import Secret, resolve, verifier_matches
+from deploy.secrets import Secret, resolve, stored_password_matches
 from deploy.settings import settings_problem
 from deploy.spec import Spec
 from deploy.tunnel import endpoint_problem
@@ -99,7 +99,9 @@ def provision(spec: Spec):
         spec,
         snap,
         verifier_for=lambda role: _verifier(passwords[role]),
-        password_matches=lambda role, stored: verifier_matches(passwords[role], stored),
+        password_matches=lambda role, stored: stored_password_matches(
+            passwords[role], stored, snap.password_key
+        ),
     )
     if plan.roles and not (snap.is_superuser or snap.can_create_role):
         yield failure(

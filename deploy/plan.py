@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from deploy.locks import LockPolicy, session_setup, with_lock_retries
 from deploy.privileges import PUBLIC, GrantGroup, current_grants, diff, group, wanted_grants
 from deploy.render import render
+from deploy.secrets import StoredPassword
 from deploy.settings import (
     NOT_SET,
     UNLIMITED,
@@ -28,13 +29,15 @@ from deploy.state import RoleState, Snapshot
 
 # Constant advisory lock key shared by every pgprov deploy ("pgpr").
 LOCK_KEY = 0x70677072
+UNSAMPLED = "SET log_transaction_sample_rate = 0;"
+RESAMPLED = "RESET log_transaction_sample_rate;"
 ATTRIBUTES = ("superuser", "createdb", "createrole", "replication", "bypassrls", "login", "inherit")
 
 
 @dataclass(frozen=True)
 class Item:
     description: str
-    sql: str
+    sql: str = field(repr=False)  # carries the verifiers: only ``display`` is ever shown
     display: str
 
 
@@ -46,6 +49,10 @@ class Plan:
     roles: list[Item] = field(default_factory=list)
     create_database: list[Item] = field(default_factory=list)
     database: list[Item] = field(default_factory=list)
+    # A superuser admin keeps the role statements' verifiers out of the server log
+    # (sql_templates/unlogged.sql.j2); sampling a whole transaction into the log is decided
+    # at BEGIN, so it is switched off around the roles transaction.
+    unlogged: bool = False
 
     @property
     def items(self) -> list[Item]:
@@ -63,16 +70,17 @@ class Plan:
 
         parts: list[str] = []
         if self.roles:
-            parts.append(
-                render(
-                    "transaction.sql.j2",
-                    connect=None,
-                    session="",
-                    lock_key=LOCK_KEY,
-                    set_role=None,
-                    body=body(self.roles),
-                )
+            roles = render(
+                "transaction.sql.j2",
+                connect=None,
+                session="",
+                lock_key=LOCK_KEY,
+                set_role=None,
+                body=body(self.roles),
             )
+            if self.unlogged:
+                roles = f"{UNSAMPLED}\n{roles}{RESAMPLED}\n"
+            parts.append(roles)
         if self.create_database:
             # CREATE DATABASE cannot run in a transaction; a session lock makes the
             # check-and-create atomic against another deploy doing the same.
@@ -129,7 +137,7 @@ def role_items(
     spec: Spec,
     snap: Snapshot,
     verifier_for: Callable[[str], str],
-    password_matches: Callable[[str, str | None], bool],
+    password_matches: Callable[[str, StoredPassword | None], bool],
 ) -> list[Item]:
     """Create missing roles; align attributes both ways; passwords; revoke undeclared memberships."""
     items: list[Item] = []
@@ -154,6 +162,7 @@ def role_items(
                     alter=[],
                     revoke_memberships=[],
                     grant_memberships=[],
+                    unlogged=snap.is_superuser,
                 )
             )
             limit = wanted_connection_limit(spec, name)
@@ -186,6 +195,7 @@ def role_items(
                     alter=[role],
                     revoke_memberships=[],
                     grant_memberships=[],
+                    unlogged=snap.is_superuser,
                 )
             )
         for parent in current.member_of:
@@ -237,7 +247,7 @@ def _needs_password(
     spec: Spec,
     snap: Snapshot,
     role: RoleState,
-    password_matches: Callable[[str, str | None], bool],
+    password_matches: Callable[[str, StoredPassword | None], bool],
 ) -> bool:
     if snap.passwords_readable:
         return not password_matches(role.name, role.password)
@@ -374,10 +384,10 @@ def build_plan(
     spec: Spec,
     snap: Snapshot,
     verifier_for: Callable[[str], str],
-    password_matches: Callable[[str, str | None], bool],
+    password_matches: Callable[[str, StoredPassword | None], bool],
 ) -> Plan:
     """Everything the environment needs, in the order PostgreSQL needs it."""
-    plan = Plan(spec=spec)
+    plan = Plan(spec=spec, unlogged=snap.is_superuser)
     plan.roles = role_items(spec, snap, verifier_for, password_matches)
     plan.create_database, owner_fix = database_items(spec, snap)
     plan.database = [

@@ -20,6 +20,13 @@ reaches the target, argv, pyinfra output or the server log::
     password = resolve(ref)                 # SecretError names the variable if unset
     verifier = scram_verifier(password)     # 'SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>'
     verifier_matches(password, rolpassword) # True: the role already has this password
+
+The verifier is a secret too (it allows offline guessing and server impersonation), so the
+catalog snapshot never carries it: it carries a ``StoredPassword`` (the SCRAM iteration count
+and salt, which any client sees during authentication anyway, and a digest of the verifier
+keyed with a random per-query key the controller keeps)::
+
+    stored_password_matches(password, role.password, snapshot.password_key)
 """
 
 from __future__ import annotations
@@ -44,10 +51,14 @@ __all__ = [
     "Secret",
     "SecretError",
     "SecretRef",
+    "StoredPassword",
+    "new_password_key",
     "parse_secret_ref",
     "resolve",
     "saslprep",
     "scram_verifier",
+    "stored_password_digest",
+    "stored_password_matches",
     "verifier_matches",
 ]
 
@@ -276,6 +287,53 @@ def verifier_matches(password: Secret | str, stored: str | None) -> bool:
     same_stored = hmac.compare_digest(stored_key, want_stored)
     same_server = hmac.compare_digest(server_key, want_server)
     return same_stored and same_server
+
+
+@dataclass(frozen=True)
+class StoredPassword:
+    """A role's stored password as the catalog snapshot reports it, without the verifier.
+
+    ``scram`` is ``"<iterations>:<salt base64>"`` for a SCRAM-SHA-256 verifier (None for an
+    MD5 hash or anything else); ``digest`` is ``stored_password_digest(verifier, key)`` with the
+    key of the query that read it. Without that key (it never leaves the controller but on
+    psql's stdin) the digest allows no guessing, so printing the snapshot reveals nothing.
+    """
+
+    scram: str | None
+    digest: str
+
+
+def new_password_key() -> str:
+    """A fresh random key for one catalog query's password digests (hex, SQL-safe)."""
+    return os.urandom(16).hex()
+
+
+def stored_password_digest(verifier: str, key: str) -> str:
+    """sha256(key || verifier) in hex: what inspect.sql.j2 computes on the server."""
+    return hashlib.sha256((key + verifier).encode("utf-8")).hexdigest()
+
+
+def stored_password_matches(
+    password: Secret | str, stored: StoredPassword | None, key: str
+) -> bool:
+    """Whether ``stored`` is a SCRAM verifier of ``password``: the verifier is recomputed
+    with the stored salt and iteration count, and the keyed digests compared.
+
+    False for None (no password, or pg_authid not readable), MD5 hashes, anything malformed
+    and a missing key, so the caller simply sets the password again.
+    """
+    if stored is None or stored.scram is None or not key:
+        return False
+    count, _, salt_text = stored.scram.partition(":")
+    try:
+        iterations = int(count)
+        salt = base64.b64decode(salt_text, validate=True)
+    except (ValueError, binascii.Error):
+        return False
+    if iterations < 1 or not salt:
+        return False
+    candidate = scram_verifier(password, salt=salt, iterations=iterations)
+    return hmac.compare_digest(stored_password_digest(candidate, key), stored.digest)
 
 
 def _password_bytes(password: Secret | str) -> bytes:

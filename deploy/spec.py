@@ -102,6 +102,8 @@ def _setting_value(value: Any) -> str:
     if isinstance(value, int | float | str):
         return str(value)
     raise ValueError(f"{value!r} is not a setting value (a string, a number or a boolean)")
+
+
 def _duration(value: Any) -> float:
     """Seconds, from a number of seconds or a string with a unit (``"500ms"``, ``"2s"``)."""
     if isinstance(value, bool):

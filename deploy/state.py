@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploy.secrets import StoredPassword
+
 
 class SnapshotError(ValueError):
     """The snapshot output could not be understood."""
@@ -44,7 +46,9 @@ class RoleState:
     member_of: tuple[str, ...] = ()
     # database name ("" for all databases) -> settings such as "search_path=app, public"
     settings: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
-    password: str | None = None  # the stored verifier, when pg_authid was readable
+    # What the snapshot knows of the stored password when pg_authid was readable: never the
+    # verifier (deploy.secrets.stored_password_matches compares against it).
+    password: StoredPassword | None = None
     # Whether the deploy's admin has this role's privileges (INHERIT) and may SET ROLE to it:
     # a non-superuser admin (managed services) needs both for the owner's objects.
     admin_can_use: bool = field(default=True, compare=False)
@@ -128,6 +132,8 @@ class Snapshot:
     migrations: tuple[str, ...] | None = None  # None: no aerich table yet
     # (name, value) -> the server's verdict, for declared values and those stored for them
     setting_checks: dict[tuple[str, str], SettingCheck] = field(default_factory=dict)
+    # The key the query's password digests were made with (deploy.facts sets it).
+    password_key: str = field(default="", repr=False, compare=False)
 
     @property
     def major(self) -> int:
@@ -172,7 +178,8 @@ class Snapshot:
             for item in raw.pop("settings"):
                 settings[item["database"] or ""] = tuple(item["config"] or ())
             member_of = tuple(raw.pop("member_of"))
-            password = passwords.get(raw["name"]) if isinstance(passwords, dict) else None
+            stored = passwords.get(raw["name"]) if isinstance(passwords, dict) else None
+            password = StoredPassword(stored["scram"], stored["digest"]) if stored else None
             roles[raw["name"]] = RoleState(
                 **raw, member_of=member_of, settings=settings, password=password
             )

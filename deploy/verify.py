@@ -1,13 +1,33 @@
 """Entry point for CI: the least-privilege audit of an environment (changes nothing).
 
-    python -m deploy.verify inventories/production.py --format junit --output verify.xml
+    pgprov-verify inventories/production.py --format junit --output verify.xml
 
-The same as ``python -m deploy.audit`` (``make verify ENV=…``); exits 1 on any difference.
+The console script ``pgprov-verify`` (and ``python -m deploy.verify``) runs
+``deploy.audit``'s CLI with honest exit codes: 0 clean, 1 drift, 2 error. An unexpected
+failure is an error too (2, one line), never a traceback whose exit status 1 would read as
+drift in CI.
 """
 
-import sys
+from __future__ import annotations
 
-from deploy.audit import main
+import sys
+from collections.abc import Sequence
+
+from deploy.audit import main as audit_main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return audit_main(argv)
+    except KeyboardInterrupt:
+        print("pgprov-verify: interrupted", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # Only the type and message: the audit handles secrets as Secret values, which
+        # never print themselves.
+        print(f"pgprov-verify: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -11,6 +11,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+# The service's decision, declared once for every environment: staging must test production's
+# query plans, and the service's queries filter with `?` (key exists), which only jsonb_ops
+# serves. When to switch to jsonb_path_ops (containment-only queries): README, "Choosing the
+# GIN operator class".
+GIN_OPCLASS = "jsonb_ops"
+
 
 def target(default: str) -> str:
     return os.environ.get("DB_TARGET", default)
@@ -48,7 +54,7 @@ SPLIT_ROLE_SETTINGS = {
 }
 
 
-def split_environment(file: str, environment: str, default_target: str, gin_opclass: str) -> list:
+def split_environment(file: str, environment: str, default_target: str) -> list:
     """The hosts of a split-profile environment (staging, production).
 
     The default target is reached over SSH and administered as the postgres OS user (peer
@@ -62,7 +68,7 @@ def split_environment(file: str, environment: str, default_target: str, gin_opcl
         "pg_inventory": inventory_name(file),
         "pg_environment": environment,
         "pg_profile": "split",
-        "pg_gin_opclass": gin_opclass,
+        "pg_gin_opclass": GIN_OPCLASS,
         "pg_role_settings": SPLIT_ROLE_SETTINGS,
         **split_passwords(),
     }

@@ -9,8 +9,10 @@ PGPASSWORD or PGPASSFILE) to point this inventory at another server instead.
 import os
 from pathlib import Path
 
-from deploy.embedded import ensure_local_server, local_secret
-from inventories.common import admin_from_libpq, inventory_name, target
+from pyinfra.api.exceptions import InventoryError
+
+from deploy.embedded import ClusterError, ensure_local_server, local_secret
+from inventories.common import GIN_OPCLASS, admin_from_libpq, inventory_name, target
 
 ROOT = Path(__file__).resolve().parent.parent / ".pgdata"
 
@@ -20,14 +22,18 @@ def _data() -> dict:
         "pg_inventory": inventory_name(__file__),
         "pg_environment": "local",
         "pg_profile": "split",
-        "pg_gin_opclass": os.environ.get("PGPROV_GIN_OPCLASS", "jsonb_ops"),
+        "pg_gin_opclass": os.environ.get("PGPROV_GIN_OPCLASS", GIN_OPCLASS),
     }
     if os.environ.get("PGHOST"):
         data.update(admin_from_libpq(None, 5432, None))
         data["pg_app_host"] = data["pg_admin_host"]
         data["pg_app_port"] = data["pg_admin_port"]
     else:
-        cluster = ensure_local_server(ROOT)
+        try:
+            cluster = ensure_local_server(ROOT)
+        except ClusterError as exc:
+            # One line, no traceback: pyinfra prints its own errors as they are.
+            raise InventoryError(f"{inventory_name(__file__)}: embedded server: {exc}") from None
         data.update(
             pg_admin_host="127.0.0.1",
             pg_admin_port=cluster.port,

@@ -3,9 +3,9 @@
 An example SSH host administered as the postgres OS user through sudo, migrations through an
 SSH tunnel; DB_TARGET=@local PGHOST=db.example PGUSER=admin ... points it at a managed
 database instead. Role passwords: APP_MIGRATOR_PASSWORD, APP_RUNTIME_PASSWORD.
-GIN operator class: jsonb_ops, the default class, which also serves key-existence (?) queries.
+GIN operator class: the service's, declared once in inventories/common.py.
 """
 
 from inventories.common import split_environment
 
-hosts = split_environment(__file__, "staging", "db1.staging.example.com", "jsonb_ops")
+hosts = split_environment(__file__, "staging", "db1.staging.example.com")

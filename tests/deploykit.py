@@ -18,12 +18,14 @@ from typing import Any
 
 import psycopg
 
+from deploy.secrets import new_password_key
 from deploy.spec import build_spec
 from deploy.state import Snapshot
 from tests.pgserver import Names, Server
 
 REPO = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+SNAPSHOT_KEY = new_password_key()
 
 
 def secret_file(directory: Path, name: str, value: str) -> Path:
@@ -177,8 +179,14 @@ def run_cli(
 
 
 def snapshot(server: Server, env: DeployEnv) -> Snapshot:
-    """The same catalog snapshot the deploy reads, taken with psql as the superuser."""
+    """The same catalog snapshot the deploy reads, taken with psql as the superuser (with
+    its ``password_key``, so ``stored_password_matches`` works on its roles). One key per
+    test process, so two snapshots of an unchanged password compare equal."""
+    import dataclasses
+
     from deploy.facts import inspect_script
+
+    key = SNAPSHOT_KEY
 
     proc = subprocess.run(
         [
@@ -200,13 +208,24 @@ def snapshot(server: Server, env: DeployEnv) -> Snapshot:
             "-f",
             "-",
         ],
-        input=inspect_script(env.spec()),
+        input=inspect_script(env.spec(), key),
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, "PGPASSFILE": str(server.passfile)},
     )
-    return Snapshot.parse(proc.stdout.splitlines())
+    return dataclasses.replace(Snapshot.parse(proc.stdout.splitlines()), password_key=key)
+
+
+def stored_verifiers(server: Server, *roles: str) -> dict[str, str]:
+    """The SCRAM verifiers pg_authid holds for ``roles`` (to search output and logs for)."""
+    with server.connect() as conn:
+        rows = conn.execute(
+            "SELECT rolname, rolpassword FROM pg_catalog.pg_authid"
+            " WHERE rolname = ANY(%s) AND rolpassword IS NOT NULL",
+            (list(roles),),
+        ).fetchall()
+    return dict(rows)
 
 
 def login(

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from deploy.secrets import verifier_matches
+from deploy.secrets import stored_password_matches
 from deploy.state import Snapshot
 from tests.deploykit import DeployEnv as DeployEnv
 from tests.deploykit import env_data, login, run_api, run_cli, snapshot
@@ -86,8 +86,11 @@ def test_split_roles_are_plain_login_roles_with_scram_passwords(split: Deployed,
         role.superuser or role.createdb or role.createrole or role.replication or role.bypassrls
     ), role
     assert role.member_of == ()
-    assert role.password is not None and role.password.startswith("SCRAM-SHA-256$")
-    assert verifier_matches(split.env.passwords[which], role.password)
+    assert role.password is not None and role.password.scram is not None
+    assert role.password.scram.startswith("4096:")
+    assert stored_password_matches(
+        split.env.passwords[which], role.password, split.snap.password_key
+    )
 
 
 def test_split_migrator_owns_database_schema_and_every_app_relation(split: Deployed):
@@ -189,7 +192,9 @@ def test_single_user_role_is_a_plain_login_role_without_createdb_by_default(sing
         role.superuser or role.createdb or role.createrole or role.replication or role.bypassrls
     ), role
     assert role.member_of == ()
-    assert verifier_matches(single.env.passwords["app_user"], role.password)
+    assert stored_password_matches(
+        single.env.passwords["app_user"], role.password, single.snap.password_key
+    )
 
 
 def test_single_user_creates_only_its_role_and_database(pg_server: Server, single: Deployed):

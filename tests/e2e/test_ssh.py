@@ -35,7 +35,7 @@ from deploy.embedded import free_port
 from deploy.spec import GIN_INDEX, GIN_TABLE
 from deploy.state import Snapshot
 from tests import deploykit
-from tests.deploykit import login, snapshot
+from tests.deploykit import login, snapshot, stored_verifiers
 from tests.e2e.helpers import (
     MIGRATIONS,
     SCHEMA,
@@ -180,10 +180,10 @@ class Deployment:
     def secrets(self) -> dict[str, str]:
         """Plaintext passwords and the SCRAM verifiers the server stores for them."""
         found = {f"password {k}": v for k, v in self.passwords.items()}
+        verifiers = stored_verifiers(self.host.server, self.names.migrator, self.names.runtime)
         for role in (self.names.migrator, self.names.runtime):
-            verifier = self.first.snapshot.roles[role].password
-            assert verifier, f"no stored verifier for {role}"
-            found[f"verifier of {role}"] = verifier
+            assert verifiers.get(role), f"no stored verifier for {role}"
+            found[f"verifier of {role}"] = verifiers[role]
         return found
 
 

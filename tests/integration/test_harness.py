@@ -25,6 +25,14 @@ def test_waits(pg_server):
 """
 
 
+def default_sigint() -> None:
+    """Run in the child before exec: Ctrl-C acts as it does at a terminal, however this suite
+    was started. A shell that backgrounds a job without job control (``nohup make test &``,
+    some CI runners) sets SIGINT to ignored, and an ignored signal stays ignored across exec,
+    so the inner pytest would never see the signal this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -52,6 +60,7 @@ def test_interrupted_session_stops_its_local_server(tmp_path: Path, signum: int)
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 60
     while not out.exists() and time.monotonic() < deadline:

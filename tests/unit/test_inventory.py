@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.gin import expected_definition
 from deploy.inventory import InventoryError, load_hosts, load_specs
 from deploy.spec import SpecError
 
@@ -109,19 +110,17 @@ def controller_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("controller_env")
 @pytest.mark.parametrize(
-    ("file", "host", "environment", "opclass"),
+    ("file", "host", "environment"),
     [
-        ("staging.py", "db1.staging.example.com", "staging", "jsonb_ops"),
-        ("production.py", "db1.production.example.com", "production", "jsonb_path_ops"),
+        ("staging.py", "db1.staging.example.com", "staging"),
+        ("production.py", "db1.production.example.com", "production"),
     ],
 )
-def test_remote_split_inventories_load(
-    file: str, host: str, environment: str, opclass: str
-) -> None:
+def test_remote_split_inventories_load(file: str, host: str, environment: str) -> None:
     [(name, spec)] = load_specs(f"inventories/{file}")
     assert name == host
     assert spec.inventory == f"inventories/{file}"
-    assert (spec.environment, spec.profile, spec.gin_opclass) == (environment, "split", opclass)
+    assert (spec.environment, spec.profile) == (environment, "split")
     assert spec.admin.sudo_user == "postgres"
     assert spec.tunnel
     assert (spec.app_host, spec.app_port) == ("127.0.0.1", 5432)
@@ -182,3 +181,24 @@ def test_local_inventory_pointed_at_a_server_starts_nothing(
     assert (spec.admin.host, spec.admin.port) == ("127.0.0.1", 15432)
     assert (spec.app_host, spec.app_port) == ("127.0.0.1", 15432)
     assert spec.passwords["app_runtime"].source == "APP_RUNTIME_PASSWORD"
+
+
+@pytest.mark.usefixtures("controller_env")
+def test_staging_and_production_declare_the_same_index_serving_key_existence() -> None:
+    """Staging tests production's query plans; the service's `?` queries need jsonb_ops."""
+    [(_, staging)] = load_specs("inventories/staging.py")
+    [(_, production)] = load_specs("inventories/production.py")
+    assert expected_definition(staging) == expected_definition(production)
+    assert staging.gin_opclass == production.gin_opclass == "jsonb_ops"
+
+
+@pytest.mark.usefixtures("controller_env")
+def test_staging_and_production_differ_only_in_where_they_point() -> None:
+    [(_, staging)] = load_specs("inventories/staging.py")
+    [(_, production)] = load_specs("inventories/production.py")
+    differing = {
+        name
+        for name in type(staging).model_fields
+        if getattr(staging, name) != getattr(production, name)
+    }
+    assert differing == {"inventory", "environment", "host"}

@@ -17,6 +17,7 @@ import pytest
 
 from deploy.locks import session_setup
 from deploy.plan import Plan, build_plan
+from deploy.secrets import StoredPassword
 from deploy.spec import Spec, build_spec
 from deploy.state import (
     AclEntry,
@@ -73,9 +74,9 @@ def table_owner_privileges(major: int) -> tuple[str, ...]:
     return (*TABLE_ALL, "MAINTAIN") if major >= 17 else TABLE_ALL
 
 
-def verifier_of(role: str) -> str:
-    """What pg_authid holds for a role whose password is already the declared one."""
-    return f"verifier-of-{role}"
+def verifier_of(role: str) -> StoredPassword:
+    """What the snapshot reports for a role whose password is already the declared one."""
+    return StoredPassword("4096:c2FsdA==", f"digest-of-{role}")
 
 
 def role(name: str, **changes: Any) -> RoleState:
@@ -696,16 +697,51 @@ def test_readable_matching_verifier_needs_no_password_item() -> None:
 
 
 def test_readable_mismatching_verifier_sets_the_password_once() -> None:
-    snap = with_role(converged_split(), RUNTIME, password="SCRAM-SHA-256$4096:old")
+    snap = with_role(converged_split(), RUNTIME, password=StoredPassword("4096:b2xk", "old"))
     plan = plan_for(split_spec(), snap)
     assert items_of(plan) == [
         (
             "set the password of role app_runtime (SCRAM-SHA-256 verifier)",
-            f"ALTER ROLE \"app_runtime\" PASSWORD '{FIXED_VERIFIER}';",
+            unlogged(f"ALTER ROLE \"app_runtime\" PASSWORD '{FIXED_VERIFIER}';"),
         )
     ]
-    assert plan.items[0].display.strip() == "ALTER ROLE \"app_runtime\" PASSWORD '<redacted>';"
+    assert plan.items[0].display.strip() == unlogged(
+        "ALTER ROLE \"app_runtime\" PASSWORD '<redacted>';"
+    )
     assert FIXED_VERIFIER not in plan.script(mask=True)
+
+
+def unlogged(statement: str) -> str:
+    """``statement`` between the settings that keep it out of the server log (superuser)."""
+    return (
+        "SET log_statement = 'none'; SET log_min_duration_statement = -1; "
+        "SET log_min_duration_sample = -1; SET log_min_error_statement = 'panic'; "
+        "SET log_error_verbosity = 'terse'; SET log_transaction_sample_rate = 0; "
+        "SET pg_stat_statements.track = 'none';\n"
+        f"{statement}\n"
+        "RESET pg_stat_statements.track; RESET log_transaction_sample_rate; "
+        "RESET log_error_verbosity; "
+        "RESET log_min_error_statement; RESET log_min_duration_sample; "
+        "RESET log_min_duration_statement; RESET log_statement;"
+    )
+
+
+def test_a_non_superuser_admin_sends_the_password_without_log_settings() -> None:
+    """It cannot set them (managed services): the README says what the provider may log."""
+    snap = with_role(converged_split(), RUNTIME, password=StoredPassword("4096:b2xk", "old"))
+    snap = dataclasses.replace(snap, is_superuser=False)
+    plan = plan_for(split_spec(), snap)
+    passwords = [sql for description, sql in items_of(plan) if "password" in description]
+    assert passwords == [f"ALTER ROLE \"app_runtime\" PASSWORD '{FIXED_VERIFIER}';"]
+    assert "log_transaction_sample_rate" not in plan.script()
+
+
+def test_a_superuser_admin_keeps_the_roles_transaction_out_of_log_sampling() -> None:
+    snap = with_role(converged_split(), RUNTIME, password=StoredPassword("4096:b2xk", "old"))
+    script = plan_for(split_spec(), snap).script()
+    # Sampling is decided at BEGIN: it is off before the roles transaction starts.
+    assert script.index("SET log_transaction_sample_rate = 0;\nBEGIN;") < script.index("BEGIN;")
+    assert "COMMIT;\nRESET log_transaction_sample_rate;\n" in script
 
 
 def _unreadable(snap: Snapshot, *, has_password: bool) -> Snapshot:
@@ -733,7 +769,8 @@ def test_unreadable_always_sets_each_password_once() -> None:
     snap = _unreadable(converged_split(), has_password=True)
     plan = plan_for(split_spec(pg_password_update="always"), snap)
     assert [sql for _, sql in items_of(plan)] == [
-        f"ALTER ROLE \"{name}\" PASSWORD '{FIXED_VERIFIER}';" for name in (MIGRATOR, RUNTIME)
+        unlogged(f"ALTER ROLE \"{name}\" PASSWORD '{FIXED_VERIFIER}';")
+        for name in (MIGRATOR, RUNTIME)
     ]
 
 
@@ -745,3 +782,10 @@ def test_new_role_is_created_with_its_verifier_and_no_separate_password_item() -
     ]
     assert f"PASSWORD '{FIXED_VERIFIER}'" in plan.roles[0].sql
     assert "PASSWORD '<redacted>'" in plan.roles[0].display
+
+
+def test_a_plan_and_its_items_never_show_a_verifier_in_their_repr() -> None:
+    plan = plan_for(split_spec(), fresh_snapshot())
+    assert FIXED_VERIFIER in plan.script()
+    assert FIXED_VERIFIER not in repr(plan)
+    assert FIXED_VERIFIER not in repr(plan.items)

@@ -12,10 +12,14 @@ from deploy.secrets import (
     Secret,
     SecretError,
     SecretRef,
+    StoredPassword,
+    new_password_key,
     parse_secret_ref,
     resolve,
     saslprep,
     scram_verifier,
+    stored_password_digest,
+    stored_password_matches,
     verifier_matches,
 )
 
@@ -315,3 +319,50 @@ def test_verifier_does_not_match_other_password() -> None:
 )
 def test_verifier_matches_is_false_for_missing_md5_or_malformed(stored: str | None) -> None:
     assert not verifier_matches("correct horse battery staple", stored)
+
+
+def stored_as_snapshot_reports(verifier: str, key: str) -> StoredPassword:
+    """What inspect.sql.j2 reports for ``verifier``: iterations:salt and the keyed digest."""
+    return StoredPassword(verifier.split("$")[1], stored_password_digest(verifier, key))
+
+
+@pytest.mark.parametrize(("password", "server_verifier"), SERVER_VERIFIERS)
+def test_stored_password_matches_a_server_verifier_through_its_keyed_digest(
+    password: str, server_verifier: str
+) -> None:
+    key = new_password_key()
+    stored = stored_as_snapshot_reports(server_verifier, key)
+    assert stored_password_matches(password, stored, key)
+    assert stored_password_matches(Secret(password), stored, key)
+    assert not stored_password_matches(password + "!", stored, key)
+
+
+def test_stored_password_needs_the_key_of_its_query() -> None:
+    password, server_verifier = SERVER_VERIFIERS[0]
+    stored = stored_as_snapshot_reports(server_verifier, new_password_key())
+    assert not stored_password_matches(password, stored, new_password_key())
+    assert not stored_password_matches(password, stored, "")
+
+
+def test_stored_password_reveals_neither_keys_of_the_verifier() -> None:
+    _, server_verifier = SERVER_VERIFIERS[0]
+    stored_key, server_key = server_verifier.split("$")[2].split(":")
+    shown = repr(stored_as_snapshot_reports(server_verifier, new_password_key()))
+    assert stored_key not in shown and server_key not in shown
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        None,
+        StoredPassword(None, "00" * 32),  # an MD5 hash or anything that is not SCRAM
+        StoredPassword("4096", "00" * 32),
+        StoredPassword("x:bLJQfUziaMbaG9kXaGlpTg==", "00" * 32),
+        StoredPassword("0:bLJQfUziaMbaG9kXaGlpTg==", "00" * 32),
+        StoredPassword("4096:not base64!", "00" * 32),
+    ],
+)
+def test_stored_password_is_no_match_when_missing_or_malformed(
+    stored: StoredPassword | None,
+) -> None:
+    assert not stored_password_matches("correct horse battery staple", stored, "k" * 32)

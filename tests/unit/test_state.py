@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from deploy.secrets import StoredPassword
 from deploy.state import AclEntry, Snapshot, SnapshotError
 
 CLUSTER = {
@@ -19,7 +20,7 @@ CLUSTER = {
         "password_encryption": "scram-sha-256",
     }
 }
-VERIFIER = "SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5"
+STORED = {"scram": "4096:c2FsdA==", "digest": "ab" * 32}
 
 
 def role_json(name: str, **changes: Any) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def role_json(name: str, **changes: Any) -> dict[str, Any]:
 def provisioned_lines() -> list[str]:
     sections: list[dict[str, Any]] = [
         CLUSTER,
-        {"passwords": {"app_migrator": VERIFIER, "app_runtime": VERIFIER}},
+        {"passwords": {"app_migrator": STORED, "app_runtime": STORED}},
         {
             "roles": [
                 role_json("app_migrator", settings=[]),
@@ -138,7 +139,7 @@ def test_provisioned_catalog_parses_into_typed_state() -> None:
     assert snap.is_superuser and snap.passwords_readable
     runtime = snap.roles["app_runtime"]
     assert runtime.member_of == ("pg_read_all_data",)
-    assert runtime.password == VERIFIER
+    assert runtime.password == StoredPassword("4096:c2FsdA==", "ab" * 32)
     assert runtime.setting("hinfelaar_fastapi", "search_path") == "app, public"
     assert runtime.setting("", "statement_timeout") == "5s"
     assert runtime.setting("other", "search_path") is None

@@ -1,19 +1,25 @@
 SET application_name = 'pgprov deploy';
 SELECT pg_catalog.set_config('client_connection_check_interval', '1s', false)
 WHERE pg_catalog.current_setting('server_version_num')::integer >= 140000 \g /dev/null
+SET log_transaction_sample_rate = 0;
 BEGIN;
 SELECT pg_catalog.pg_advisory_xact_lock(1885827186) \g /dev/null
+SET log_statement = 'none'; SET log_min_duration_statement = -1; SET log_min_duration_sample = -1; SET log_min_error_statement = 'panic'; SET log_error_verbosity = 'terse'; SET log_transaction_sample_rate = 0; SET pg_stat_statements.track = 'none';
 DO $pgprov$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'app_migrator') THEN
     CREATE ROLE "app_migrator" LOGIN INHERIT PASSWORD '<redacted>';
   END IF;
 END $pgprov$;
+RESET pg_stat_statements.track; RESET log_transaction_sample_rate; RESET log_error_verbosity; RESET log_min_error_statement; RESET log_min_duration_sample; RESET log_min_duration_statement; RESET log_statement;
+SET log_statement = 'none'; SET log_min_duration_statement = -1; SET log_min_duration_sample = -1; SET log_min_error_statement = 'panic'; SET log_error_verbosity = 'terse'; SET log_transaction_sample_rate = 0; SET pg_stat_statements.track = 'none';
 DO $pgprov$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'app_runtime') THEN
     CREATE ROLE "app_runtime" LOGIN INHERIT PASSWORD '<redacted>';
   END IF;
 END $pgprov$;
+RESET pg_stat_statements.track; RESET log_transaction_sample_rate; RESET log_error_verbosity; RESET log_min_error_statement; RESET log_min_duration_sample; RESET log_min_duration_statement; RESET log_statement;
 COMMIT;
+RESET log_transaction_sample_rate;
 SELECT pg_catalog.pg_advisory_lock(1885827186) \g /dev/null
 SELECT 'CREATE DATABASE "hinfelaar_fastapi" OWNER "app_migrator" ENCODING ''UTF8'' TEMPLATE template0'
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = 'hinfelaar_fastapi') \gexec
