@@ -23,13 +23,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,6 +52,9 @@ class Row:
     name: str
     seconds: list[float]
     round_trips: list[int]
+    # user + system CPU seconds of the run and the processes it waited for (not the migration
+    # fork server, which exits on its own): steadier than wall time on a shared machine
+    cpu: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -126,13 +130,19 @@ def write_inventory(directory: Path, hosts: list[tuple[str, dict]], name: str) -
     return path
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_deploy(
     inventory: Path | str,
     shim: Shim,
     deploy: str = "deploy/provision.py",
     env: dict[str, str] | None = None,
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     shim.reset()
+    cpu = children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(
         [PYINFRA, "-y", str(inventory), deploy],
@@ -148,7 +158,7 @@ def run_deploy(
         log.write_text(proc.stdout + proc.stderr)
         errors = [line for line in proc.stdout.splitlines() if "rror" in line][:5]
         raise RuntimeError(f"deploy failed (full output in {log}):\n" + "\n".join(errors))
-    return elapsed, shim.count()
+    return elapsed, shim.count(), children_cpu() - cpu
 
 
 def floor_script(prefix: str) -> str:
@@ -196,9 +206,12 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_checklistresponse_answers_gin
 """
 
 
-def run_floor(server: Server, script: str, shim: Shim, psql: str = "psql") -> tuple[float, int]:
+def run_floor(
+    server: Server, script: str, shim: Shim, psql: str = "psql"
+) -> tuple[float, int, float]:
     shim.reset()
     env = {**shim.env(), "PGPASSFILE": str(server.passfile)}
+    cpu = children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(
         [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", server.host, "-p", str(server.port),
@@ -208,7 +221,7 @@ def run_floor(server: Server, script: str, shim: Shim, psql: str = "psql") -> tu
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"floor script failed: {proc.stderr[-2000:]}")
-    return elapsed, shim.count()
+    return elapsed, shim.count(), children_cpu() - cpu
 
 
 PRODUCTION_ROLES = ("app_runtime", "app_migrator")
@@ -247,7 +260,7 @@ def drop_production(server: Server) -> None:
 
 
 def measure_production(
-    server: Server, shim: Shim, work: Path, add: Callable[[str, float, int], None]
+    server: Server, shim: Shim, work: Path, add: Callable[[str, float, int, float], None]
 ) -> None:
     """One round: cold, then pyinfra's empty deploys and the no-op back to back.
 
@@ -280,9 +293,10 @@ def measure(runs: int, major: str, only: str | None = None) -> list[Row]:
     shim = Shim(work)
     rows: dict[str, Row] = {}
 
-    def add(name: str, seconds: float, trips: int) -> None:
+    def add(name: str, seconds: float, trips: int, cpu: float) -> None:
         rows.setdefault(name, Row(name, [], [])).seconds.append(seconds)
         rows[name].round_trips.append(trips)
+        rows[name].cpu.append(cpu)
 
     empty_deploy = work / "empty_deploy.py"
     empty_deploy.write_text("")
@@ -332,22 +346,26 @@ PRODUCTION_ROWS = (
 def report_production(by: dict[str, Row]) -> list[str]:
     """The production inventory against pyinfra's own empty deploy, from the same rounds."""
     empty, frozen, noop, cold = (by[name] for name in PRODUCTION_ROWS)
-    pairs = [n / e for e, n in zip(empty.seconds, noop.seconds, strict=True)]
-    frozen_pairs = [n / e for e, n in zip(frozen.seconds, noop.seconds, strict=True)]
+
+    def ratios(base: Row) -> str:
+        wall = [n / e for e, n in zip(base.seconds, noop.seconds, strict=True)]
+        return (
+            f"{noop.median / base.median:.2f}x (median of each round's ratio "
+            f"{statistics.median(wall):.2f}x; CPU {statistics.median(noop.cpu) / statistics.median(base.cpu):.2f}x)"
+        )
+
     lines = [
-        f"{'production inventory (@local)':<31} {'median (s)':>10}  runs (s)",
-        f"{'-' * 31} {'-' * 10}  {'-' * 8}",
+        f"{'production inventory (@local)':<31} {'median (s)':>10} {'CPU (s)':>8}  runs (s)",
+        f"{'-' * 31} {'-' * 10} {'-' * 8}  {'-' * 8}",
     ]
     for row in (empty, frozen, noop, cold):
         runs = " ".join(f"{v:.3f}" for v in row.seconds)
-        lines.append(f"{row.name:<31} {row.median:>10.3f}  {runs}")
+        cpu = statistics.median(row.cpu)
+        lines.append(f"{row.name:<31} {row.median:>10.3f} {cpu:>8.3f}  {runs}")
     lines += [
         "",
-        f"no-op / pyinfra's empty deploy: {noop.median / empty.median:.2f}x "
-        f"(median of each round's ratio: {statistics.median(pairs):.2f}x); "
-        "target <= 1.6x, stretch 1.3x",
-        f"no-op / the empty deploy with the heap frozen as ours: "
-        f"{noop.median / frozen.median:.2f}x (each round: {statistics.median(frozen_pairs):.2f}x)",
+        f"no-op / pyinfra's empty deploy: {ratios(empty)}; target <= 1.6x, stretch 1.3x",
+        f"no-op / the empty deploy with the heap frozen as ours: {ratios(frozen)}",
     ]
     return lines
 
