@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dotenv import dotenv_values, find_dotenv
-
 APP_LABEL = "models"
 """Tortoise app label; also Aerich's ``app`` and the name of the migrations subfolder."""
 
@@ -113,6 +111,9 @@ def load_settings(
     Variables set in the environment win over the file; the process environment is never
     modified.
     """
+    # Imported here: the deploy reads only the constants above on a converged run.
+    from dotenv import dotenv_values, find_dotenv
+
     environ = os.environ if environ is None else environ
     path = find_dotenv(usecwd=True) if env_file is None else str(env_file)
     from_file = dotenv_values(path) if path and Path(path).is_file() else {}

@@ -1,8 +1,12 @@
 """Benchmark of the deploy against its floor: wall time and psql round trips, side by side.
 
-    PYTHONPATH=. .venv/bin/python bench/deploy.py [--runs 5] [--pg 15|18]
+    PYTHONPATH=. .venv/bin/python bench/deploy.py [--runs 5] [--pg 15|18] [--only production]
 
 Rows (median of --runs runs each, all measured in this one run):
+- production: the production inventory (inventories/production.py, DB_TARGET=@local and the
+  libpq variables pointing at a local cluster), cold and no-op, each no-op run right after
+  pyinfra's own empty deploy on the same ``@local`` target, so their ratio is same-run and
+  interleaved (``--only production`` measures just these);
 - cold: `pyinfra -y` on a fresh environment (roles, database, schema, privileges, Aerich
   migrations, GIN index), one host;
 - no-op: the same deploy again on the converged environment;
@@ -19,13 +23,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,6 +52,9 @@ class Row:
     name: str
     seconds: list[float]
     round_trips: list[int]
+    # user + system CPU seconds of the run and the processes it waited for (not the migration
+    # fork server, which exits on its own): steadier than wall time on a shared machine
+    cpu: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -122,26 +130,35 @@ def write_inventory(directory: Path, hosts: list[tuple[str, dict]], name: str) -
     return path
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_deploy(
-    inventory: Path, shim: Shim, deploy: str = "deploy/provision.py"
-) -> tuple[float, int]:
+    inventory: Path | str,
+    shim: Shim,
+    deploy: str = "deploy/provision.py",
+    env: dict[str, str] | None = None,
+) -> tuple[float, int, float]:
     shim.reset()
+    cpu = children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(
         [PYINFRA, "-y", str(inventory), deploy],
         cwd=REPO,
-        env=shim.env(),
+        env=env or shim.env(),
         capture_output=True,
         text=True,
         check=False,
     )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
-        log = inventory.with_suffix(".log")
+        log = shim.directory / f"{Path(inventory).stem}.log"
         log.write_text(proc.stdout + proc.stderr)
         errors = [line for line in proc.stdout.splitlines() if "rror" in line][:5]
         raise RuntimeError(f"deploy failed (full output in {log}):\n" + "\n".join(errors))
-    return elapsed, shim.count()
+    return elapsed, shim.count(), children_cpu() - cpu
 
 
 def floor_script(prefix: str) -> str:
@@ -189,9 +206,12 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_checklistresponse_answers_gin
 """
 
 
-def run_floor(server: Server, script: str, shim: Shim, psql: str = "psql") -> tuple[float, int]:
+def run_floor(
+    server: Server, script: str, shim: Shim, psql: str = "psql"
+) -> tuple[float, int, float]:
     shim.reset()
     env = {**shim.env(), "PGPASSFILE": str(server.passfile)}
+    cpu = children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(
         [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", server.host, "-p", str(server.port),
@@ -201,7 +221,65 @@ def run_floor(server: Server, script: str, shim: Shim, psql: str = "psql") -> tu
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"floor script failed: {proc.stderr[-2000:]}")
-    return elapsed, shim.count()
+    return elapsed, shim.count(), children_cpu() - cpu
+
+
+PRODUCTION_ROLES = ("app_runtime", "app_migrator")
+
+
+def production_env(server: Server, shim: Shim) -> dict[str, str]:
+    """inventories/production.py pointed at ``server`` the documented way (DB_TARGET=@local,
+    libpq variables, role passwords from the environment)."""
+    env = {k: v for k, v in shim.env().items() if k != "PGPASSWORD"}
+    env.update(
+        DB_TARGET="@local",
+        PGHOST=server.host,
+        PGPORT=str(server.port),
+        PGUSER=server.superuser,
+        PGPASSFILE=str(server.passfile),
+        APP_MIGRATOR_PASSWORD="bench-migrator-pw",
+        APP_RUNTIME_PASSWORD="bench-runtime-pw",
+    )
+    return env
+
+
+def drop_production(server: Server) -> None:
+    """Back to a fresh server for the production inventory's cold run."""
+    from psycopg import sql
+
+    from deploy.spec import DEFAULT_DATABASE
+
+    with server.connect() as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(DEFAULT_DATABASE)
+            )
+        )
+        for role in PRODUCTION_ROLES:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def measure_production(
+    server: Server, shim: Shim, work: Path, add: Callable[[str, float, int, float], None]
+) -> None:
+    """One round: cold, then pyinfra's empty deploys and the no-op back to back.
+
+    The second empty deploy freezes the heap as deploy/provision.py does, so that what the
+    freeze saves pyinfra itself is not counted as the deploy's own speed."""
+    empty_deploy = work / "empty_deploy.py"
+    empty_deploy.write_text("")
+    frozen_deploy = work / "empty_frozen_deploy.py"
+    frozen_deploy.write_text(
+        "import atexit\nimport gc\n\ngc.freeze()\natexit.register(gc.freeze)\n"
+    )
+    empty_local = write_inventory(work, [("@local", {})], "empty_local")
+    env = production_env(server, shim)
+    inventory = "inventories/production.py"
+    drop_production(server)
+    add("production: cold", *run_deploy(inventory, shim, env=env))
+    add("pyinfra: empty deploy (@local)", *run_deploy(empty_local, shim, str(empty_deploy)))
+    add("production: no-op", *run_deploy(inventory, shim, env=env))
+    add("pyinfra: empty, heap frozen", *run_deploy(empty_local, shim, str(frozen_deploy)))
 
 
 @contextlib.contextmanager
@@ -210,20 +288,24 @@ def servers(count: int, major: str) -> Iterator[list[Server]]:
         yield [stack.enter_context(local_server(major, SMALL)) for _ in range(count)]
 
 
-def measure(runs: int, major: str) -> list[Row]:
+def measure(runs: int, major: str, only: str | None = None) -> list[Row]:
     work = Path(tempfile.mkdtemp(prefix="pgprov-bench-"))
     shim = Shim(work)
     rows: dict[str, Row] = {}
 
-    def add(name: str, seconds: float, trips: int) -> None:
+    def add(name: str, seconds: float, trips: int, cpu: float) -> None:
         rows.setdefault(name, Row(name, [], [])).seconds.append(seconds)
         rows[name].round_trips.append(trips)
+        rows[name].cpu.append(cpu)
 
     empty_deploy = work / "empty_deploy.py"
     empty_deploy.write_text("")
     empty_inventory = write_inventory(work, [("@db/empty", {})], "empty")
-    with servers(8, major) as pool:
+    with servers(1 if only == "production" else 8, major) as pool:
         for run in range(runs):
+            measure_production(pool[0], shim, work, add)
+            if only == "production":
+                continue
             prefix = f"b{run}"
             # The floor: one psql -f session; cold, then the same script again.
             script = floor_script(f"{prefix}f")
@@ -253,20 +335,64 @@ def measure(runs: int, major: str) -> list[Row]:
     return list(rows.values())
 
 
+PRODUCTION_ROWS = (
+    "pyinfra: empty deploy (@local)",
+    "pyinfra: empty, heap frozen",
+    "production: no-op",
+    "production: cold",
+)
+
+
+def report_production(by: dict[str, Row]) -> list[str]:
+    """The production inventory against pyinfra's own empty deploy, from the same rounds."""
+    empty, frozen, noop, cold = (by[name] for name in PRODUCTION_ROWS)
+
+    def ratios(base: Row) -> str:
+        wall = [n / e for e, n in zip(base.seconds, noop.seconds, strict=True)]
+        return (
+            f"{noop.median / base.median:.2f}x (median of each round's ratio "
+            f"{statistics.median(wall):.2f}x; CPU {statistics.median(noop.cpu) / statistics.median(base.cpu):.2f}x)"
+        )
+
+    lines = [
+        f"{'production inventory (@local)':<31} {'median (s)':>10} {'CPU (s)':>8}  runs (s)",
+        f"{'-' * 31} {'-' * 10} {'-' * 8}  {'-' * 8}",
+    ]
+    for row in (empty, frozen, noop, cold):
+        runs = " ".join(f"{v:.3f}" for v in row.seconds)
+        cpu = statistics.median(row.cpu)
+        lines.append(f"{row.name:<31} {row.median:>10.3f} {cpu:>8.3f}  {runs}")
+    lines += [
+        "",
+        f"no-op / pyinfra's empty deploy: {ratios(empty)}; target <= 1.6x, stretch 1.3x",
+        f"no-op / the empty deploy with the heap frozen as ours: {ratios(frozen)}",
+    ]
+    return lines
+
+
 def report(rows: list[Row], runs: int, major: str) -> str:
     by = {r.name: r for r in rows}
+    header = [
+        f"pgprov deploy benchmark: PostgreSQL {major}, {os.cpu_count()} cores, median of {runs} runs",
+        f"command: {' '.join([Path(sys.executable).name, *sys.argv])}",
+        "",
+        *report_production(by),
+    ]
+    if "floor: static SQL, cold" not in by:
+        return "\n".join(header)
     floor_cold = by["floor: static SQL, cold"].median
     floor_noop = by["floor: static SQL, no-op"].median
     one_cold = by["deploy: cold (1 host)"].median
     one_noop = by["deploy: no-op (1 host)"].median
     lines = [
-        f"pgprov deploy benchmark: PostgreSQL {major}, {os.cpu_count()} cores, median of {runs} runs",
-        f"command: {' '.join([Path(sys.executable).name, *sys.argv])}",
+        *header,
         "",
         f"{'case':<28} {'median (s)':>10} {'psql round trips':>17} {'vs floor':>9}",
         f"{'-' * 28} {'-' * 10} {'-' * 17} {'-' * 9}",
     ]
     for row in rows:
+        if row.name in PRODUCTION_ROWS:
+            continue
         floor = floor_noop if "no-op" in row.name or "empty" in row.name else floor_cold
         ratio = "" if row.name.startswith("floor") else f"{row.median / floor:.1f}x"
         lines.append(f"{row.name:<28} {row.median:>10.3f} {row.trips:>17} {ratio:>9}")
@@ -290,8 +416,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--pg", choices=["15", "18"], default="15")
+    parser.add_argument(
+        "--only", choices=["production"], help="measure only the production inventory rows"
+    )
     args = parser.parse_args()
-    rows = measure(args.runs, args.pg)
+    rows = measure(args.runs, args.pg, args.only)
     print(report(rows, args.runs, args.pg))
     return 0
 
