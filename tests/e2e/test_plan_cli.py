@@ -26,6 +26,7 @@ from tests.deploykit import (
     run_cli,
     secret_file,
     snapshot,
+    stored_verifiers,
     write_inventory,
 )
 from tests.e2e.helpers import MIGRATIONS, assert_one_clear_line, prefixed_objects, superuser_sql
@@ -193,8 +194,8 @@ def test_drift_and_a_password_change_show_the_sql_that_closes_them_without_secre
         superuser_sql(pg_server, "postgres", "ALTER ROLE {runtime} CREATEDB", names)
         rotated = f"{drifted.passwords['runtime']}-Rotated7"
         secret_file(tmp_path, "runtime", rotated)
-        stored = snapshot(pg_server, drifted).roles[names.runtime].password
-        assert stored
+        stored = stored_verifiers(pg_server, names.runtime)[names.runtime]
+        assert stored.startswith("SCRAM-SHA-256$")
         inventory = tmp_path / "two.py"
         inventory.write_text(
             f"hosts = [('@db/drifted', {drifted.data!r}), ('@db/clean', {clean.data!r})]\n"

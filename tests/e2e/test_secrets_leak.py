@@ -169,7 +169,10 @@ def test_no_verifier_in_pyinfra_output(capture: Capture):
 
 def test_the_server_logged_the_deploy_but_not_its_password_statements(capture: Capture):
     log = capture.server_log
-    assert "statement: GRANT" in log, "log_statement = 'all' did not log the deploy"
+    # The database transaction's grants run inside the lock-retry block (deploy/locks.py).
+    assert "statement: DO" in log and "\tGRANT " in log, (
+        "log_statement = 'all' did not log the deploy"
+    )
     # The statements around each password statement are logged up to the one that stops it.
     assert log.count("statement: SET log_statement = 'none'") >= 5
     assert "PASSWORD" not in log
