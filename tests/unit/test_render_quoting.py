@@ -67,9 +67,14 @@ def test_literal_refuses_a_nul_character_as_psycopg_does() -> None:
 def test_rendering_a_catalog_query_does_not_import_psycopg() -> None:
     code = (
         "import sys\n"
-        "from deploy.render import render\n"
-        "render('inspect.sql.j2', roles=['app_migrator', \"it's\"], database='db', "
-        "schema='app', index_names=['i'], gin_table='t')\n"
+        "from deploy.facts import inspect_script\n"
+        "from deploy.spec import build_spec\n"
+        "spec = build_spec({'pg_environment': 'local', 'pg_profile': 'split', "
+        "'pg_runtime': 'it_s', 'pg_migrator_password': 'literal:a', "
+        "'pg_runtime_password': 'literal:b', "
+        "'pg_role_settings': {'runtime': {'statement_timeout': \"it's\"}}}, "
+        "inventory='i', host='h')\n"
+        "assert \"it''s\" in inspect_script(spec)\n"
         "print('psycopg' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
