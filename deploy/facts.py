@@ -67,6 +67,7 @@ def inspect_script(spec: Spec) -> str:
     return render(
         "inspect.sql.j2",
         roles=spec.roles,
+        readers=list(spec.readers),
         database=spec.database,
         schema=spec.schema_name,
         index_names=[GIN_INDEX, GIN_INDEX + "_new"],

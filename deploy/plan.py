@@ -13,13 +13,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from deploy.privileges import PUBLIC, GrantGroup, current_grants, diff, group, wanted_grants
+from deploy.privileges import (
+    PUBLIC,
+    GrantGroup,
+    current_grants,
+    diff,
+    group,
+    undeclared_memberships,
+    wanted_grants,
+)
 from deploy.render import render
 from deploy.spec import Spec
 from deploy.state import RoleState, Snapshot
 
 # Constant advisory lock key shared by every pgprov deploy ("pgpr").
 LOCK_KEY = 0x70677072
+RELATION_KEYWORDS = {
+    "r": "TABLE",
+    "p": "TABLE",
+    "v": "VIEW",
+    "m": "MATERIALIZED VIEW",
+    "f": "FOREIGN TABLE",
+    "S": "SEQUENCE",
+}
 ATTRIBUTES = ("superuser", "createdb", "createrole", "replication", "bypassrls", "login", "inherit")
 
 
@@ -172,11 +188,48 @@ def role_items(
                     "roles.sql.j2",
                     create=[],
                     alter=[],
-                    revoke_memberships=[{"role": parent, "member": name}],
+                    revoke_memberships=[{"role": parent, "member": name, "granted_by": None}],
                     grant_memberships=[],
                 )
             )
-    return items + memberships
+    return items + reader_items(spec, snap) + membership_items(spec, snap) + memberships
+
+
+def reader_items(spec: Spec, snap: Snapshot) -> list[Item]:
+    """Readers are NOLOGIN group roles: created when missing, otherwise left as they are
+    (their members, and any attribute, are managed elsewhere)."""
+    return [
+        make_item(
+            f"create role {name} (NOLOGIN), a read-only group for schema {spec.schema_name}",
+            "roles.sql.j2",
+            create=[{"name": name, "attributes": ["NOLOGIN"], "verifier": None}],
+            alter=[],
+            revoke_memberships=[],
+            grant_memberships=[],
+        )
+        for name in spec.readers
+        if name not in snap.roles
+    ]
+
+
+def membership_items(spec: Spec, snap: Snapshot) -> list[Item]:
+    """Undeclared members of the managed roles lose that membership. PostgreSQL 16+ keeps one
+    grant per grantor and REVOKE removes only the issuer's, so the grantor is named."""
+    items = []
+    for m in undeclared_memberships(spec, snap):
+        granted_by = m.grantor if snap.major >= 16 else None
+        by = f" (granted by {m.grantor})" if m.grantor else ""
+        items.append(
+            make_item(
+                f"revoke undeclared membership of role {m.member} in {m.role}{by}",
+                "roles.sql.j2",
+                create=[],
+                alter=[],
+                revoke_memberships=[{"role": m.role, "member": m.member, "granted_by": granted_by}],
+                grant_memberships=[],
+            )
+        )
+    return items
 
 
 def _admin_membership(snap: Snapshot, role: str) -> Item:
@@ -264,7 +317,12 @@ def database_items(spec: Spec, snap: Snapshot) -> tuple[list[Item], list[Item]]:
 
 def schema_items(spec: Spec, snap: Snapshot) -> list[Item]:
     schema = snap.schemas.get(spec.schema_name)
-    context = {"schema": spec.schema_name, "owner": spec.owner, "relation_owners": []}
+    context = {
+        "schema": spec.schema_name,
+        "owner": spec.owner,
+        "relation_owners": [],
+        "routine_owners": [],
+    }
     items = []
     if schema is None:
         items.append(
@@ -287,19 +345,40 @@ def schema_items(spec: Spec, snap: Snapshot) -> list[Item]:
             )
         )
     for rel in snap.relations:
-        # Sequences follow their table (OWNED BY); a table handed over takes them along.
-        if rel.schema == spec.schema_name and rel.kind == "table" and rel.owner != spec.owner:
-            items.append(
-                make_item(
-                    f"change the owner of table {rel.schema}.{rel.name} from {rel.owner} to {spec.owner}",
-                    "schema.sql.j2",
-                    create=False,
-                    set_owner=False,
-                    schema=spec.schema_name,
-                    owner=spec.owner,
-                    relation_owners=[rel],
-                )
+        # Sequences OWNED BY a table follow it (and cannot be handed over alone); standalone
+        # sequences, views and the other relation kinds are handed over one by one.
+        if rel.schema != spec.schema_name or rel.owner == spec.owner:
+            continue
+        if rel.kind == "sequence" and rel.owned_by is not None:
+            continue
+        keyword = RELATION_KEYWORDS.get(rel.relkind, rel.kind.upper())
+        items.append(
+            make_item(
+                f"change the owner of {keyword.lower()} {rel.schema}.{rel.name} from {rel.owner} to {spec.owner}",
+                "schema.sql.j2",
+                create=False,
+                set_owner=False,
+                schema=spec.schema_name,
+                owner=spec.owner,
+                relation_owners=[{"keyword": keyword, "target": [rel.schema, rel.name]}],
+                routine_owners=[],
             )
+        )
+    for fn in snap.functions:
+        if fn.schema != spec.schema_name or fn.owner == spec.owner:
+            continue
+        items.append(
+            make_item(
+                f"change the owner of function {fn.schema}.{fn.name}({fn.args}) from {fn.owner} to {spec.owner}",
+                "schema.sql.j2",
+                create=False,
+                set_owner=False,
+                schema=spec.schema_name,
+                owner=spec.owner,
+                relation_owners=[],
+                routine_owners=[{"target": [fn.schema, fn.name], "args": fn.args}],
+            )
+        )
     return items
 
 
@@ -322,8 +401,14 @@ def _grant_item(grant: GrantGroup, verb: str) -> Item:
     if grant.grantee == PUBLIC:
         what = "loses" if verb == "revoke" else "gets"
         privileges = ", ".join(grant.privileges)
-        on = f"{grant.object_type.lower()} {'.'.join(grant.target)}"
-        return make_item(f"PUBLIC {what} {privileges} on {on}", "hardening.sql.j2", **lists)
+        on = grant.object_text()
+        # Column and function privileges need their own syntax; privileges.sql.j2 has it.
+        template = (
+            "privileges.sql.j2"
+            if grant.object_type in ("COLUMN", "FUNCTION")
+            else "hardening.sql.j2"
+        )
+        return make_item(f"PUBLIC {what} {privileges} on {on}", template, **lists)
     return make_item(f"{verb} {grant.describe()}", "privileges.sql.j2", **lists)
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import jinja2
 from psycopg import sql
 
+from deploy.state import PUBLIC
+
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "sql_templates"
 
 
@@ -42,6 +44,12 @@ def qualified(parts: Iterable[str]) -> str:
 def literal(value: Any) -> str:
     """A quoted SQL literal (strings, numbers, booleans, None)."""
     return sql.Literal(_defined(value)).as_string(None)
+
+
+def grantee(name: str) -> str:
+    """A grantee: the keyword PUBLIC only for the pseudo-role (``deploy.state.PUBLIC``, an
+    empty name no real role can have); a role really named "PUBLIC" is quoted like any other."""
+    return "PUBLIC" if _defined(name) == PUBLIC else ident(name)
 
 
 def idents(names: Iterable[str]) -> str:
@@ -72,7 +80,9 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(ident=ident, literal=literal, idents=idents, keywords=keywords)
+    env.filters.update(
+        ident=ident, literal=literal, idents=idents, keywords=keywords, grantee=grantee
+    )
     env.filters["qualified"] = qualified
     return env
 

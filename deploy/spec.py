@@ -53,6 +53,12 @@ def _role_name(value: str) -> str:
     return value
 
 
+def _reader_name(value: str) -> str:
+    if not isinstance(value, str) or value.upper() == "PUBLIC" or value.startswith("pg_"):
+        raise ValueError(f"{value!r} cannot be a reader (PUBLIC and pg_* roles are reserved)")
+    return _role_name(value)
+
+
 def _database_name(value: str) -> str:
     _identifier(value)
     if value in SYSTEM_DATABASES:
@@ -69,6 +75,7 @@ def _schema_name(value: str) -> str:
 
 Identifier = Annotated[str, AfterValidator(_identifier)]
 RoleName = Annotated[str, AfterValidator(_role_name)]
+ReaderName = Annotated[str, AfterValidator(_reader_name)]
 DatabaseName = Annotated[str, AfterValidator(_database_name)]
 SchemaName = Annotated[str, AfterValidator(_schema_name)]
 
@@ -121,6 +128,11 @@ class Spec(BaseModel):
     app_port: int = Field(default=5432, ge=1, le=65535)
     tunnel: bool = False
     psql: str = "psql"  # the client on the target; "psql" on PATH (locally: the real binary)
+    # NOLOGIN group roles with read-only access to the schema (members managed elsewhere).
+    readers: tuple[ReaderName, ...] = ()
+    # Roles besides the deploy's admin that may bypass privileges (SUPERUSER, BYPASSRLS,
+    # pg_read_all_data, membership in the owner): a managed provider's admin role.
+    privileged_roles: tuple[Identifier, ...] = ()
 
     @property
     def owner(self) -> str:
@@ -159,6 +171,8 @@ HOST_KEYS: dict[str, str] = {
     "pg_app_port": "app_port",
     "pg_tunnel": "tunnel",
     "pg_psql": "psql",
+    "pg_readers": "readers",
+    "pg_privileged_roles": "privileged_roles",
 }
 PASSWORD_KEYS = {
     "pg_migrator_password": "migrator",
@@ -258,6 +272,11 @@ def build_spec(data: Mapping[str, Any], *, inventory: str, host: str) -> Spec:
         raise fail("pg_createdb", "only the single_user profile may have CREATEDB")
     if spec.profile == "split" and spec.migrator == spec.runtime:
         raise fail("pg_runtime", f"the managed roles must differ (both are {spec.runtime})")
+    for reader in spec.readers:
+        if reader in spec.roles:
+            raise fail("pg_readers", f"{reader!r} is a managed role; a reader must be its own role")
+    if len(set(spec.readers)) != len(spec.readers):
+        raise fail("pg_readers", "a reader is listed twice")
     for key, which in PASSWORD_KEYS.items():
         role = getattr(spec, which)
         if role in spec.roles and role not in spec.passwords:

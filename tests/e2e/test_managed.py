@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
+from deploy.state import PUBLIC
 from tests.deploykit import DeployEnv, env_data, login, run_api, secret_file, snapshot
 from tests.deploykit import write_inventory as write_single_inventory
 from tests.e2e.clusters import cluster_objects, create_admin, host_outcomes, run_audit, run_pyinfra
@@ -117,7 +118,7 @@ def test_first_run_creates_the_declared_state(managed: Managed) -> None:
         assert privileges(sequence, names.runtime) == expected, name
     assert default_privileges(snap, names.migrator, "r", names.runtime) == TABLE_PRIVILEGES
     assert default_privileges(snap, names.migrator, "S", names.runtime) == SEQUENCE_PRIVILEGES
-    assert privileges(snap.database, "PUBLIC") == set()
+    assert privileges(snap.database, PUBLIC) == set()
     assert privileges(snap.database, names.runtime) == {"CONNECT"}
     index = snap.indexes[GIN_INDEX]
     assert index.valid and index.opclasses == ("jsonb_ops",)

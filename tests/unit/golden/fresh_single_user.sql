@@ -16,4 +16,5 @@ SELECT pg_catalog.pg_advisory_xact_lock(1885827186) \g /dev/null
 ALTER ROLE "hinfelaar_fastapi_db_user" IN DATABASE "hinfelaar_fastapi" SET "search_path" TO 'app', 'public';
 CREATE SCHEMA IF NOT EXISTS "app" AUTHORIZATION "hinfelaar_fastapi_db_user";
 REVOKE CONNECT, TEMPORARY ON DATABASE "hinfelaar_fastapi" FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE "hinfelaar_fastapi_db_user" REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 COMMIT;
