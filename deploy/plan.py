@@ -182,6 +182,8 @@ def role_items(
                 )
             )
         for parent in current.member_of:
+            if parent in spec.roles:
+                continue  # a membership in a managed role: membership_items, with its grantor
             items.append(
                 make_item(
                     f"revoke undeclared membership of role {name} in {parent}",
@@ -216,7 +218,11 @@ def membership_items(spec: Spec, snap: Snapshot) -> list[Item]:
     """Undeclared members of the managed roles lose that membership. PostgreSQL 16+ keeps one
     grant per grantor and REVOKE removes only the issuer's, so the grantor is named."""
     items = []
-    for m in undeclared_memberships(spec, snap):
+    undeclared = undeclared_memberships(spec, snap)
+    revoked = {m.member for m in undeclared}
+    # A grant made by a member that loses its membership (ADMIN OPTION) goes first: on 16+
+    # the grantor's own membership cannot be revoked while grants depend on it.
+    for m in sorted(undeclared, key=lambda m: m.grantor not in revoked):
         granted_by = m.grantor if snap.major >= 16 else None
         by = f" (granted by {m.grantor})" if m.grantor else ""
         items.append(
