@@ -2,9 +2,11 @@
 
 For every host of an inventory it reads the same catalog snapshot the deploy reads, through
 psql on the controller with the admin connection, and compares role attributes and
-memberships, ownership, role settings, privileges from the ACLs themselves (the deploy's own
-``wanted_grants``/``current_grants``, so both share one definition of "declared"), what
-PUBLIC holds, the GIN index, the bookkeeping table and pending migrations; then it logs in as
+memberships, ownership, role settings, privileges from the ACLs themselves, whoever holds them
+(the deploy's own ``wanted_grants``/``current_grants``, so both share one definition of
+"declared"), members of the managed roles and readers, roles that bypass privileges, what
+PUBLIC holds, the GIN index, the bookkeeping table and pending migrations; it starts with who
+can reach the data (one row per role); then it logs in as
 the application's role and probes what it can really do (``deploy.probes``). Exit 0 when
 clean, 1 on any difference, 2 on bad input or an unreachable server (one line naming it).
 
