@@ -286,13 +286,16 @@ def access_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
         for grantee in {*declared, *actual}
     }
     rows[spec.owner] = ("owner of everything", "owner of everything")
+
+    def add(name: str, how: str) -> None:
+        wanted, held = rows.get(name, ("none", "none"))
+        if how not in held.split("; "):
+            rows[name] = (wanted, how if held == "none" else f"{held}; {how}")
+
     for m in snap.memberships:
-        if m.member not in rows:
-            via = f"member of {m.role}" + (f" through {m.via}" if m.via else "")
-            rows[m.member] = ("none", via)
+        add(m.member, f"member of {m.role}" + (f" through {m.via}" if m.via else ""))
     for p in snap.privileged:
-        if p.name not in rows or rows[p.name][1] == "none":
-            rows[p.name] = ("none", f"bypasses privileges: {', '.join(p.reasons)}")
+        add(p.name, f"bypasses privileges: {', '.join(p.reasons)}")
     return [
         Check(
             host,

@@ -342,3 +342,25 @@ def test_access_rows_summarise_each_roles_privileges_per_object_kind() -> None:
     )
     assert rows[RUNTIME].declared == rows[RUNTIME].actual
     assert rows["PUBLIC"].actual == "schema USAGE"
+
+
+def test_access_rows_say_how_members_and_bypassing_roles_reach_the_data() -> None:
+    snap = dataclasses.replace(
+        converged_split(),
+        relations=(
+            *converged_split().relations,
+            RelationState("app", "t", "table", MIGRATOR, (AclEntry("other", "SELECT"),)),
+        ),
+        memberships=(
+            MembershipState(MIGRATOR, "other", "postgres"),
+            MembershipState(MIGRATOR, "admin", "postgres"),
+            MembershipState(MIGRATOR, "admin", "admin"),
+        ),
+        privileged=(PrivilegedRole("postgres", ("SUPERUSER",)),),
+    )
+    rows = {c.subject: c for c in access_checks("db1", split_spec(), snap)}
+    assert rows["other"].declared == "none"
+    assert rows["other"].actual == f"table SELECT; member of {MIGRATOR}"
+    assert rows["admin"].actual == f"member of {MIGRATOR}"
+    assert rows["postgres"].actual == "bypasses privileges: SUPERUSER"
+    assert all(c.verdict == "NOTE" for c in rows.values())
