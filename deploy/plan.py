@@ -184,16 +184,29 @@ def role_items(
         for parent in current.member_of:
             if parent in spec.roles:
                 continue  # a membership in a managed role: membership_items, with its grantor
-            items.append(
-                make_item(
-                    f"revoke undeclared membership of role {name} in {parent}",
-                    "roles.sql.j2",
-                    create=[],
-                    alter=[],
-                    revoke_memberships=[{"role": parent, "member": name, "granted_by": None}],
-                    grant_memberships=[],
-                )
+            # 16+ keeps one grant per grantor and REVOKE removes only the one it names.
+            grantors = sorted(
+                {
+                    m.grantor
+                    for m in snap.memberships
+                    if m.member == name and m.role == parent and m.via is None
+                }
             )
+            for grantor in grantors or [None]:
+                by = f" (granted by {grantor})" if grantor else ""
+                granted_by = grantor if snap.major >= 16 else None
+                items.append(
+                    make_item(
+                        f"revoke undeclared membership of role {name} in {parent}{by}",
+                        "roles.sql.j2",
+                        create=[],
+                        alter=[],
+                        revoke_memberships=[
+                            {"role": parent, "member": name, "granted_by": granted_by}
+                        ],
+                        grant_memberships=[],
+                    )
+                )
     return items + reader_items(spec, snap) + membership_items(spec, snap) + memberships
 
 

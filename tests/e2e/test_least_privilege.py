@@ -81,7 +81,7 @@ class AccessPath:
     cluster: bool = False
 
 
-# {other}, {grp}, {delegate}, {public_role} are extra roles of this environment (prefixed).
+# {other}, {grp}, {delegate}, {parent}, {granter}: extra roles of this environment (prefixed).
 PATHS: dict[str, AccessPath] = {
     "other_role_all_on_table": AccessPath(
         ("GRANT ALL ON app.checklist TO {other}",), ("{other}", "table app.checklist")
@@ -148,6 +148,17 @@ PATHS: dict[str, AccessPath] = {
         ("{other}", "role {runtime_name}", "granted by {delegate_name}"),
         True,
     ),
+    "runtime_made_a_member_by_a_third_grantor": AccessPath(
+        (
+            "CREATE ROLE {parent} NOLOGIN",
+            "CREATE ROLE {granter} NOLOGIN",
+            "GRANT {parent} TO {granter} WITH ADMIN OPTION",
+            "SET ROLE {granter}",
+            "GRANT {parent} TO {runtime}",
+        ),
+        ("{runtime}", "member of", "{parent_name}"),
+        True,
+    ),
     "table_grant_by_a_third_grantor": AccessPath(
         (
             "GRANT SELECT ON app.unit TO {runtime} WITH GRANT OPTION",
@@ -205,7 +216,7 @@ PATHS: dict[str, AccessPath] = {
 
 def seed(server: Server, e: Env, path: AccessPath) -> None:
     n = e.names
-    extra = {"other": n.role("other"), "grp": n.role("grp"), "delegate": n.role("delegate")}
+    extra = {role: n.role(role) for role in ("other", "grp", "delegate", "parent", "granter")}
     dbname = "postgres" if path.cluster else n.database
     with server.connect(dbname) as conn:
         ids = identifiers(n, **extra)
@@ -223,6 +234,7 @@ def needles(e: Env, path: AccessPath) -> list[str]:
         "db_name": n.database,
         "grp_name": n.role("grp"),
         "delegate_name": n.role("delegate"),
+        "parent_name": n.role("parent"),
     }
     return [needle.format(**plain) for needle in path.needles]
 

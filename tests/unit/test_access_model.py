@@ -364,3 +364,20 @@ def test_access_rows_say_how_members_and_bypassing_roles_reach_the_data() -> Non
     assert rows["admin"].actual == f"member of {MIGRATOR}"
     assert rows["postgres"].actual == "bypasses privileges: SUPERUSER"
     assert all(c.verdict == "NOTE" for c in rows.values())
+
+
+@pytest.mark.parametrize(("major", "granted_by"), [(15, ""), (18, ' GRANTED BY "delegate"')])
+def test_a_managed_roles_own_membership_is_revoked_naming_its_grantor_on_16(
+    major: int, granted_by: str
+) -> None:
+    snap = converged_split(major)
+    roles = {**snap.roles, RUNTIME: dataclasses.replace(snap.roles[RUNTIME], member_of=("grp",))}
+    snap = dataclasses.replace(
+        snap, roles=roles, memberships=(MembershipState("grp", RUNTIME, "delegate"),)
+    )
+    assert items_of(plan_for(split_spec(), snap)) == [
+        (
+            "revoke undeclared membership of role app_runtime in grp (granted by delegate)",
+            f'REVOKE "grp" FROM "app_runtime"{granted_by};',
+        )
+    ]
