@@ -2,9 +2,11 @@
 
 For every host of an inventory it reads the same catalog snapshot the deploy reads, through
 psql on the controller with the admin connection, and compares role attributes and
-memberships, ownership, role settings, privileges from the ACLs themselves (the deploy's own
-``wanted_grants``/``current_grants``, so both share one definition of "declared"), what
-PUBLIC holds, the GIN index, the bookkeeping table and pending migrations; then it logs in as
+memberships, ownership, role settings, privileges from the ACLs themselves, whoever holds them
+(the deploy's own ``wanted_grants``/``current_grants``, so both share one definition of
+"declared"), members of the managed roles and readers, roles that bypass privileges, what
+PUBLIC holds, the GIN index, the bookkeeping table and pending migrations; it starts with who
+can reach the data (one row per role); then it logs in as
 the application's role and probes what it can really do (``deploy.probes``). Exit 0 when
 clean, 1 on any difference, 2 on bad input or an unreachable server (one line naming it).
 
@@ -28,8 +30,10 @@ from deploy.migrate import pending_migrations
 from deploy.plan import wanted_attributes
 from deploy.privileges import (
     BOOKKEEPING_TABLE,
+    PRIVILEGE_ORDER,
     PUBLIC,
     Grant,
+    allowed_membership,
     current_grants,
     wanted_grants,
 )
@@ -40,7 +44,7 @@ from deploy.report import FORMATS, Check, render_report, summary
 from deploy.secrets import SecretError, resolve
 from deploy.settings import describe_limit, setting_rows, settings_problem, wanted_connection_limit
 from deploy.spec import GIN_INDEX, GIN_TABLE, Spec, SpecError
-from deploy.state import Snapshot, SnapshotError
+from deploy.state import MembershipState, Snapshot, SnapshotError, display_grantee
 
 # Privileges the runtime must never hold on the migrations' bookkeeping table; listed so a
 # clean environment shows them as checked, not just silently absent.
@@ -148,7 +152,160 @@ def ownership_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     for rel in snap.relations:
         if rel.schema == spec.schema_name:
             checks.append(row(f"{rel.kind} {rel.schema}.{rel.name}", rel.owner))
+    for fn in snap.functions:
+        if fn.schema == spec.schema_name:
+            checks.append(row(f"function {fn.schema}.{fn.name}({fn.args})", fn.owner))
     return checks
+
+
+def expected_privileged(spec: Spec, snap: Snapshot) -> set[str]:
+    """Roles the inventory accepts as able to bypass privileges: the deploy's own admin, and
+    ``pg_privileged_roles`` (a managed provider's admin role, say)."""
+    return {snap.current_user, *spec.privileged_roles}
+
+
+def _options(m: MembershipState) -> str:
+    options = [
+        name for name, on in (("ADMIN", m.admin), ("INHERIT", m.inherit), ("SET", m.set)) if on
+    ]
+    by = f"granted by {m.grantor}" if m.grantor else "grantor unknown"
+    return f"{by}; {', '.join(options) or 'no options'}"
+
+
+def membership_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """Every member of a managed role, direct or through another role (with the grant's
+    grantor and options), and every member of a reader (reading through it)."""
+    managed = set(spec.roles)
+    expected = expected_privileged(spec, snap)
+    checks = []
+    for m in snap.memberships:
+        how = "member" if m.via is None else f"member through {m.via}"
+        if m.role in managed:
+            allowed = allowed_membership(spec, snap, m) if m.via is None else m.member in expected
+            actual = f"member ({_options(m)})"
+            checks.append(
+                Check.compare(
+                    host,
+                    "memberships",
+                    m.member,
+                    f"role {m.role}",
+                    how,
+                    actual if allowed else "not a member",
+                    actual,
+                )
+            )
+        elif m.role in spec.readers:
+            checks.append(
+                Check(
+                    host,
+                    "readers",
+                    m.member,
+                    f"role {m.role}",
+                    how,
+                    "managed elsewhere",
+                    f"reads schema {spec.schema_name} through {m.role}",
+                    "NOTE",
+                )
+            )
+    for reader in spec.readers:
+        role = snap.roles.get(reader)
+        actual = "missing" if role is None else ("LOGIN" if role.login else "NOLOGIN group")
+        checks.append(
+            Check.compare(host, "readers", reader, "role", "exists", "NOLOGIN group", actual)
+        )
+    return checks
+
+
+def bypass_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """Roles no grant stops (SUPERUSER, BYPASSRLS, pg_read_all_data / pg_write_all_data, the
+    owner's members): named, and a difference unless the inventory expects them."""
+    expected = expected_privileged(spec, snap)
+    reasons: dict[str, list[str]] = {p.name: list(p.reasons) for p in snap.privileged}
+    for m in snap.memberships:
+        if m.role == spec.owner and m.member != spec.owner:
+            reasons.setdefault(m.member, []).append(f"member of the owner {spec.owner}")
+    checks = []
+    for name in sorted(reasons):
+        verdict = "OK" if name in expected else "DRIFT"
+        declared = "expected" if name in expected else "not declared (pg_privileged_roles)"
+        actual = f"bypasses privileges: {', '.join(sorted(set(reasons[name])))}"
+        checks.append(
+            Check(
+                host,
+                "bypass",
+                name,
+                f"database {spec.database}",
+                "can bypass",
+                declared,
+                actual,
+                verdict,
+            )
+        )
+    return checks
+
+
+KIND_ORDER = ("database", "schema", "table", "sequence", "column", "function")
+
+
+def _reach(grants: set[Grant]) -> dict[str, str]:
+    """grantee -> "database CONNECT; table SELECT, INSERT x9; ..." (privileges per kind, and
+    on how many objects of that kind)."""
+    kinds: dict[str, dict[str, tuple[set[str], set[tuple]]]] = {}
+    for g in grants:
+        if g.object_type == "DEFAULT":
+            continue
+        privileges, objects = kinds.setdefault(g.grantee, {}).setdefault(
+            g.object_type.lower(), (set(), set())
+        )
+        privileges.add(g.privilege)
+        objects.add((g.schema, g.name, g.column, g.args))
+    rank = {p: i for i, p in enumerate(PRIVILEGE_ORDER)}
+    out = {}
+    for grantee, per_kind in kinds.items():
+        parts = []
+        for kind in sorted(per_kind, key=lambda k: KIND_ORDER.index(k) if k in KIND_ORDER else 99):
+            privileges, objects = per_kind[kind]
+            names = ", ".join(sorted(privileges, key=lambda p: rank.get(p, 99)))
+            count = f" x{len(objects)}" if len(objects) > 1 else ""
+            parts.append(f"{kind} {names}{count}")
+        out[grantee] = "; ".join(parts)
+    return out
+
+
+def access_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """Who can reach the data, at a glance: one row per role with any access to the database
+    (its privileges per object kind, declared and held; owners, members and bypassing roles
+    say how they reach it). Informational: the rows above judge each path."""
+    declared = _reach(wanted_grants(spec, snap))
+    actual = _reach(current_grants(spec, snap))
+    rows: dict[str, tuple[str, str]] = {
+        grantee: (declared.get(grantee, "none"), actual.get(grantee, "none"))
+        for grantee in {*declared, *actual}
+    }
+    rows[spec.owner] = ("owner of everything", "owner of everything")
+
+    def add(name: str, how: str) -> None:
+        wanted, held = rows.get(name, ("none", "none"))
+        if how not in held.split("; "):
+            rows[name] = (wanted, how if held == "none" else f"{held}; {how}")
+
+    for m in snap.memberships:
+        add(m.member, f"member of {m.role}" + (f" through {m.via}" if m.via else ""))
+    for p in snap.privileged:
+        add(p.name, f"bypasses privileges: {', '.join(p.reasons)}")
+    return [
+        Check(
+            host,
+            "access",
+            display_grantee(name),
+            f"database {spec.database}",
+            "reach",
+            rows[name][0],
+            rows[name][1],
+            "NOTE",
+        )
+        for name in sorted(rows, key=lambda n: (n != spec.owner, n))
+    ]
 
 
 def watched_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
@@ -192,7 +349,7 @@ def grant_object(grant: Grant) -> str:
     if grant.object_type == "DEFAULT":
         where = f" in {grant.schema}" if grant.schema else " (all schemas)"
         return f"future {grant.objects.lower()} of {grant.name}{where}"
-    return f"{grant.object_type.lower()} {'.'.join(grant.target)}"
+    return grant.object_text()
 
 
 def _held(grants: set[Grant], key: Grant) -> str:
@@ -214,7 +371,7 @@ def grant_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
         Check.compare(
             host,
             grant_group(key),
-            key.grantee,
+            display_grantee(key.grantee),
             grant_object(key),
             key.privilege,
             _held(wanted, key),
@@ -296,6 +453,9 @@ def catalog_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
         return checks
     return [
         *checks,
+        *access_checks(host, spec, snap),
+        *bypass_checks(host, spec, snap),
+        *membership_checks(host, spec, snap),
         *setting_checks(host, spec, snap),
         *ownership_checks(host, spec, snap),
         *grant_checks(host, spec, snap),

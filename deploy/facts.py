@@ -74,6 +74,7 @@ def inspect_script(spec: Spec, password_key: str | None = None) -> str:
         "inspect.sql.j2",
         password_key=password_key or new_password_key(),
         roles=spec.roles,
+        readers=list(spec.readers),
         database=spec.database,
         schema=spec.schema_name,
         index_names=[GIN_INDEX, GIN_INDEX + "_new"],

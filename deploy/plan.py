@@ -14,7 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from deploy.locks import LockPolicy, session_setup, with_lock_retries
-from deploy.privileges import PUBLIC, GrantGroup, current_grants, diff, group, wanted_grants
+from deploy.privileges import (
+    PUBLIC,
+    GrantGroup,
+    current_grants,
+    diff,
+    group,
+    undeclared_memberships,
+    wanted_grants,
+)
 from deploy.render import render
 from deploy.secrets import StoredPassword
 from deploy.settings import (
@@ -31,6 +39,14 @@ from deploy.state import RoleState, Snapshot
 LOCK_KEY = 0x70677072
 UNSAMPLED = "SET log_transaction_sample_rate = 0;"
 RESAMPLED = "RESET log_transaction_sample_rate;"
+RELATION_KEYWORDS = {
+    "r": "TABLE",
+    "p": "TABLE",
+    "v": "VIEW",
+    "m": "MATERIALIZED VIEW",
+    "f": "FOREIGN TABLE",
+    "S": "SEQUENCE",
+}
 ATTRIBUTES = ("superuser", "createdb", "createrole", "replication", "bypassrls", "login", "inherit")
 
 
@@ -199,17 +215,73 @@ def role_items(
                 )
             )
         for parent in current.member_of:
-            items.append(
-                make_item(
-                    f"revoke undeclared membership of role {name} in {parent}",
-                    "roles.sql.j2",
-                    create=[],
-                    alter=[],
-                    revoke_memberships=[{"role": parent, "member": name}],
-                    grant_memberships=[],
-                )
+            if parent in spec.roles:
+                continue  # a membership in a managed role: membership_items, with its grantor
+            # 16+ keeps one grant per grantor and REVOKE removes only the one it names.
+            grantors = sorted(
+                {
+                    m.grantor
+                    for m in snap.memberships
+                    if m.member == name and m.role == parent and m.via is None
+                }
             )
-    return items + memberships
+            for grantor in grantors or [None]:
+                by = f" (granted by {grantor})" if grantor else ""
+                granted_by = grantor if snap.major >= 16 else None
+                items.append(
+                    make_item(
+                        f"revoke undeclared membership of role {name} in {parent}{by}",
+                        "roles.sql.j2",
+                        create=[],
+                        alter=[],
+                        revoke_memberships=[
+                            {"role": parent, "member": name, "granted_by": granted_by}
+                        ],
+                        grant_memberships=[],
+                    )
+                )
+    return items + reader_items(spec, snap) + membership_items(spec, snap) + memberships
+
+
+def reader_items(spec: Spec, snap: Snapshot) -> list[Item]:
+    """Readers are NOLOGIN group roles: created when missing, otherwise left as they are
+    (their members, and any attribute, are managed elsewhere)."""
+    return [
+        make_item(
+            f"create role {name} (NOLOGIN), a read-only group for schema {spec.schema_name}",
+            "roles.sql.j2",
+            create=[{"name": name, "attributes": ["NOLOGIN"], "verifier": None}],
+            alter=[],
+            revoke_memberships=[],
+            grant_memberships=[],
+        )
+        for name in spec.readers
+        if name not in snap.roles
+    ]
+
+
+def membership_items(spec: Spec, snap: Snapshot) -> list[Item]:
+    """Undeclared members of the managed roles lose that membership. PostgreSQL 16+ keeps one
+    grant per grantor and REVOKE removes only the issuer's, so the grantor is named."""
+    items = []
+    undeclared = undeclared_memberships(spec, snap)
+    revoked = {m.member for m in undeclared}
+    # A grant made by a member that loses its membership (ADMIN OPTION) goes first: on 16+
+    # the grantor's own membership cannot be revoked while grants depend on it.
+    for m in sorted(undeclared, key=lambda m: m.grantor not in revoked):
+        granted_by = m.grantor if snap.major >= 16 else None
+        by = f" (granted by {m.grantor})" if m.grantor else ""
+        items.append(
+            make_item(
+                f"revoke undeclared membership of role {m.member} in {m.role}{by}",
+                "roles.sql.j2",
+                create=[],
+                alter=[],
+                revoke_memberships=[{"role": m.role, "member": m.member, "granted_by": granted_by}],
+                grant_memberships=[],
+            )
+        )
+    return items
 
 
 def _connection_limit(role: str, limit: int, current: int | None) -> Item:
@@ -317,7 +389,12 @@ def database_items(spec: Spec, snap: Snapshot) -> tuple[list[Item], list[Item]]:
 
 def schema_items(spec: Spec, snap: Snapshot) -> list[Item]:
     schema = snap.schemas.get(spec.schema_name)
-    context = {"schema": spec.schema_name, "owner": spec.owner, "relation_owners": []}
+    context = {
+        "schema": spec.schema_name,
+        "owner": spec.owner,
+        "relation_owners": [],
+        "routine_owners": [],
+    }
     items = []
     if schema is None:
         items.append(
@@ -340,19 +417,40 @@ def schema_items(spec: Spec, snap: Snapshot) -> list[Item]:
             )
         )
     for rel in snap.relations:
-        # Sequences follow their table (OWNED BY); a table handed over takes them along.
-        if rel.schema == spec.schema_name and rel.kind == "table" and rel.owner != spec.owner:
-            items.append(
-                make_item(
-                    f"change the owner of table {rel.schema}.{rel.name} from {rel.owner} to {spec.owner}",
-                    "schema.sql.j2",
-                    create=False,
-                    set_owner=False,
-                    schema=spec.schema_name,
-                    owner=spec.owner,
-                    relation_owners=[rel],
-                )
+        # Sequences OWNED BY a table follow it (and cannot be handed over alone); standalone
+        # sequences, views and the other relation kinds are handed over one by one.
+        if rel.schema != spec.schema_name or rel.owner == spec.owner:
+            continue
+        if rel.kind == "sequence" and rel.owned_by is not None:
+            continue
+        keyword = RELATION_KEYWORDS.get(rel.relkind, rel.kind.upper())
+        items.append(
+            make_item(
+                f"change the owner of {keyword.lower()} {rel.schema}.{rel.name} from {rel.owner} to {spec.owner}",
+                "schema.sql.j2",
+                create=False,
+                set_owner=False,
+                schema=spec.schema_name,
+                owner=spec.owner,
+                relation_owners=[{"keyword": keyword, "target": [rel.schema, rel.name]}],
+                routine_owners=[],
             )
+        )
+    for fn in snap.functions:
+        if fn.schema != spec.schema_name or fn.owner == spec.owner:
+            continue
+        items.append(
+            make_item(
+                f"change the owner of function {fn.schema}.{fn.name}({fn.args}) from {fn.owner} to {spec.owner}",
+                "schema.sql.j2",
+                create=False,
+                set_owner=False,
+                schema=spec.schema_name,
+                owner=spec.owner,
+                relation_owners=[],
+                routine_owners=[{"target": [fn.schema, fn.name], "args": fn.args}],
+            )
+        )
     return items
 
 
@@ -375,8 +473,14 @@ def _grant_item(grant: GrantGroup, verb: str) -> Item:
     if grant.grantee == PUBLIC:
         what = "loses" if verb == "revoke" else "gets"
         privileges = ", ".join(grant.privileges)
-        on = f"{grant.object_type.lower()} {'.'.join(grant.target)}"
-        return make_item(f"PUBLIC {what} {privileges} on {on}", "hardening.sql.j2", **lists)
+        on = grant.object_text()
+        # Column and function privileges need their own syntax; privileges.sql.j2 has it.
+        template = (
+            "privileges.sql.j2"
+            if grant.object_type in ("COLUMN", "FUNCTION")
+            else "hardening.sql.j2"
+        )
+        return make_item(f"PUBLIC {what} {privileges} on {on}", template, **lists)
     return make_item(f"{verb} {grant.describe()}", "privileges.sql.j2", **lists)
 
 

@@ -1,10 +1,13 @@
-"""Privileges as values: what the spec declares and what the catalog holds, as sets of Grants.
+"""Privileges as values: the ONE access model of the application database, declared and held.
 
 In the manner of ldap2pg, a privilege is a frozen ``Grant``; the plan is set arithmetic
-(``current - wanted`` is revoked, ``wanted - current`` granted). Only the managed scope is
-compared: grants to the environment's roles and to PUBLIC on the environment's database,
-its schema (and ``public``), the schema's tables and sequences, and the default privileges
-of the managed roles. An object's owner's own privileges are never managed.
+(``current - wanted`` is revoked, ``wanted - current`` granted). The model covers every role,
+not only the managed ones: whoever holds a privilege on the environment's database, any of its
+schemas, relations, columns or functions, or in the owner's default privileges, is compared
+with what the spec declares (the runtime's read/write set, the readers' SELECT, PUBLIC's USAGE
+on ``public``). An object's owner's own privileges are never managed. The deploy and the audit
+both use ``wanted_grants``/``current_grants``; ``allowed_membership`` says which memberships
+in the managed roles are declared.
 
     to_revoke, to_grant = diff(wanted_grants(spec, snap), current_grants(spec, snap))
 """
@@ -14,12 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deploy.spec import Spec
-from deploy.state import AclEntry, Snapshot
+from deploy.state import PUBLIC, AclEntry, MembershipState, Snapshot, display_grantee
 
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 SEQUENCE_PRIVILEGES = ("USAGE", "SELECT", "UPDATE")
+READER_PRIVILEGES = {"table": ("SELECT",), "sequence": ("SELECT",)}
 BOOKKEEPING_TABLE = "aerich"
-PUBLIC = "PUBLIC"
+# The built-in default privileges a role has while pg_default_acl holds no global entry for
+# it: PUBLIC may EXECUTE every function it creates (types' PUBLIC USAGE is left as it is).
+BUILTIN_GLOBAL_DEFAULTS = {"f": (("EXECUTE", PUBLIC),)}
 DEFAULT_OBJECTS = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
 DEFAULT_OBJTYPE = {v: k for k, v in DEFAULT_OBJECTS.items()}
 
@@ -28,8 +34,11 @@ DEFAULT_OBJTYPE = {v: k for k, v in DEFAULT_OBJECTS.items()}
 class Grant:
     """One privilege on one object, held by one grantee (a role or PUBLIC).
 
-    object_type: DATABASE, SCHEMA, TABLE, SEQUENCE, or DEFAULT (a default privilege, where
-    ``name`` is the FOR ROLE owner and ``objects`` says TABLES/SEQUENCES/...).
+    object_type: DATABASE, SCHEMA, TABLE, SEQUENCE, COLUMN (``name`` is the table,
+    ``column`` the column), FUNCTION (``args`` the catalog's identity arguments; functions,
+    procedures and aggregates alike), or DEFAULT (a default privilege, where ``name`` is the
+    FOR ROLE owner and ``objects`` says TABLES/SEQUENCES/...). ``grantee`` is a role name, or
+    ``PUBLIC`` (the pseudo-role's sentinel, never a real role's name).
     """
 
     object_type: str
@@ -39,11 +48,13 @@ class Grant:
     grantee: str
     grantable: bool = False
     objects: str = ""
+    column: str = ""
+    args: str = ""
 
     @property
     def target(self) -> list[str]:
         """The object's name parts, for the ``qualified`` filter."""
-        if self.object_type in ("TABLE", "SEQUENCE") and self.schema:
+        if self.object_type in ("TABLE", "SEQUENCE", "COLUMN", "FUNCTION") and self.schema:
             return [self.schema, self.name]
         return [self.name]
 
@@ -51,8 +62,21 @@ class Grant:
     def for_role(self) -> str:
         return self.name
 
+    @property
+    def is_public(self) -> bool:
+        return self.grantee == PUBLIC
+
+    def object_text(self) -> str:
+        """``table app.t``, ``column app.t(note)``, ``function app.f(integer)``, ..."""
+        name = ".".join(self.target)
+        if self.object_type == "COLUMN":
+            return f"column {name}({self.column})"
+        if self.object_type == "FUNCTION":
+            return f"function {name}({self.args})"
+        return f"{self.object_type.lower()} {name}"
+
     def describe(self) -> str:
-        who = "PUBLIC" if self.grantee == PUBLIC else f"role {self.grantee}"
+        who = "PUBLIC" if self.is_public else f"role {display_grantee(self.grantee)}"
         option = " WITH GRANT OPTION" if self.grantable else ""
         if self.object_type == "DEFAULT":
             where = f" in schema {self.schema}" if self.schema else ""
@@ -60,14 +84,14 @@ class Grant:
                 f"{self.privilege}{option} on future {self.objects.lower()} "
                 f"created by {self.name}{where} for {who}"
             )
-        return f"{self.privilege}{option} on {self.object_type.lower()} {'.'.join(self.target)} for {who}"
+        return f"{self.privilege}{option} on {self.object_text()} for {who}"
 
 
 PRIVILEGE_ORDER = (
     "USAGE", "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER",
     "MAINTAIN", "CREATE", "CONNECT", "TEMPORARY", "EXECUTE",
 )  # fmt: skip
-OBJECT_ORDER = ("DATABASE", "SCHEMA", "TABLE", "SEQUENCE", "DEFAULT")
+OBJECT_ORDER = ("DATABASE", "SCHEMA", "TABLE", "SEQUENCE", "COLUMN", "FUNCTION", "DEFAULT")
 
 
 @dataclass(frozen=True)
@@ -81,6 +105,8 @@ class GrantGroup:
     grantee: str
     grantable: bool = False
     objects: str = ""
+    column: str = ""
+    args: str = ""
 
     @property
     def target(self) -> list[str]:
@@ -90,11 +116,18 @@ class GrantGroup:
     def for_role(self) -> str:
         return self.name
 
+    @property
+    def is_public(self) -> bool:
+        return self.grantee == PUBLIC
+
     def _first(self) -> Grant:
         return Grant(
             self.object_type, self.schema, self.name, self.privileges[0], self.grantee,
-            self.grantable, self.objects,
+            self.grantable, self.objects, self.column, self.args,
         )  # fmt: skip
+
+    def object_text(self) -> str:
+        return self._first().object_text()
 
     def describe(self) -> str:
         return self._first().describe().replace(self.privileges[0], ", ".join(self.privileges), 1)
@@ -104,35 +137,54 @@ def group(grants: list[Grant]) -> list[GrantGroup]:
     """Merge grants that differ only in the privilege, in a stable, readable order."""
     merged: dict[tuple, list[str]] = {}
     for g in grants:
-        key = (g.object_type, g.schema or "", g.name, g.grantee, g.grantable, g.objects)
+        key = (
+            g.object_type, g.schema or "", g.name, g.grantee, g.grantable, g.objects, g.column,
+            g.args,
+        )  # fmt: skip
         merged.setdefault(key, []).append(g.privilege)
     rank = {p: i for i, p in enumerate(PRIVILEGE_ORDER)}
 
     def order(key: tuple) -> tuple:
         kind = OBJECT_ORDER.index(key[0]) if key[0] in OBJECT_ORDER else len(OBJECT_ORDER)
-        return (kind, *(str(k) for k in key))
+        # Grant options first: their CASCADE also takes what their holders granted on.
+        return (not key[4], kind, *(str(k) for k in key))
 
     groups = []
     for key in sorted(merged, key=order):
-        object_type, schema, name, grantee, grantable, objects = key
+        object_type, schema, name, grantee, grantable, objects, column, args = key
         privileges = tuple(sorted(set(merged[key]), key=lambda p: rank.get(p, len(rank))))
         groups.append(
-            GrantGroup(object_type, schema or None, name, privileges, grantee, grantable, objects)
+            GrantGroup(
+                object_type,
+                schema or None,
+                name,
+                privileges,
+                grantee,
+                grantable,
+                objects,
+                column,
+                args,
+            )
         )
     return groups
-
-
-def managed_grantees(spec: Spec) -> set[str]:
-    return {*spec.roles, PUBLIC}
 
 
 def wanted_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
     """Everything the spec declares, on the objects that exist (or will, this run)."""
     wanted: set[Grant] = {Grant("SCHEMA", None, "public", "USAGE", PUBLIC)}
+    schema = spec.schema_name
     runtime = spec.runtime_role
+    for reader in spec.readers:
+        wanted.add(Grant("DATABASE", None, spec.database, "CONNECT", reader))
+        wanted.add(Grant("SCHEMA", None, schema, "USAGE", reader))
+        for rel in snap.relations:
+            if rel.schema == schema:
+                for privilege in READER_PRIVILEGES[rel.kind]:
+                    wanted.add(Grant(rel.kind.upper(), schema, rel.name, privilege, reader))
+        for objects in ("TABLES", "SEQUENCES"):
+            wanted.add(Grant("DEFAULT", schema, spec.owner, "SELECT", reader, objects=objects))
     if runtime is None:
         return wanted
-    schema = spec.schema_name
     wanted.add(Grant("DATABASE", None, spec.database, "CONNECT", runtime))
     wanted.add(Grant("SCHEMA", None, schema, "USAGE", runtime))
     if spec.runtime_can_create:
@@ -155,50 +207,79 @@ def _entries(
     schema: str | None,
     name: str,
     acl: tuple[AclEntry, ...],
-    grantees: set[str],
     owners: set[str],
     objects: str = "",
+    *,
+    column: str = "",
+    args: str = "",
 ) -> set[Grant]:
     return {
-        Grant(object_type, schema, name, e.privilege, e.grantee, e.grantable, objects)
+        Grant(object_type, schema, name, e.privilege, e.grantee, e.grantable, objects, column, args)
         for e in acl
-        if e.grantee in grantees and e.grantee not in owners
+        if e.grantee not in owners
     }
 
 
 def current_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
-    """What the catalog holds in the managed scope (owners' own privileges excluded)."""
-    grantees = managed_grantees(spec)
-    roles_only = set(spec.roles)
+    """What the catalog holds in the database, whoever holds it (owners' own privileges
+    excluded; PUBLIC's EXECUTE on functions outside the app's schema is PostgreSQL's default,
+    as are other roles' default privileges: neither is this deploy's to judge)."""
     current: set[Grant] = set()
     if snap.database is None:
         current |= predicted_new_database(spec, snap)
     else:
         owners = {snap.database.owner, spec.owner}
-        current |= _entries("DATABASE", None, spec.database, snap.database.acl, grantees, owners)
+        current |= _entries("DATABASE", None, spec.database, snap.database.acl, owners)
     for schema in snap.schemas.values():
         owners = {schema.owner, spec.owner, "pg_database_owner"}
-        current |= _entries("SCHEMA", None, schema.name, schema.acl, grantees, owners)
+        current |= _entries("SCHEMA", None, schema.name, schema.acl, owners)
+    relation_owner: dict[tuple[str, str], str] = {}
     for rel in snap.relations:
-        owners = {rel.owner, spec.owner}
-        scope = grantees if rel.schema == spec.schema_name else roles_only
-        current |= _entries(rel.kind.upper(), rel.schema, rel.name, rel.acl, scope, owners)
-    for dacl in snap.default_acls:
-        if dacl.role not in roles_only or dacl.objtype not in DEFAULT_OBJECTS:
-            continue
-        # A global entry restates the built-in defaults (owner, PUBLIC EXECUTE on functions);
-        # only grants to other managed roles there are ours to judge.
-        scope = roles_only if dacl.schema is None else {*grantees, *_all_grantees(dacl.acl)}
+        relation_owner[(rel.schema, rel.name)] = rel.owner
         current |= _entries(
-            "DEFAULT",
-            dacl.schema,
-            dacl.role,
-            dacl.acl,
-            scope,
-            {dacl.role},
-            DEFAULT_OBJECTS[dacl.objtype],
+            rel.kind.upper(), rel.schema, rel.name, rel.acl, {rel.owner, spec.owner}
         )
+    for col in snap.columns:
+        owners = {relation_owner.get((col.schema, col.table), spec.owner), spec.owner}
+        current |= _entries("COLUMN", col.schema, col.table, col.acl, owners, column=col.column)
+    for fn in snap.functions:
+        owners = {fn.owner, spec.owner}
+        if fn.schema != spec.schema_name:
+            owners.add(PUBLIC)
+        current |= _entries("FUNCTION", fn.schema, fn.name, fn.acl, owners, args=fn.args)
+    managed = set(spec.roles)
+    global_entries: set[tuple[str, str]] = set()
+    for dacl in snap.default_acls:
+        if dacl.role not in managed or dacl.objtype not in DEFAULT_OBJECTS or dacl.objtype == "T":
+            continue
+        if dacl.schema is None:
+            global_entries.add((dacl.role, dacl.objtype))
+        current |= _entries(
+            "DEFAULT", dacl.schema, dacl.role, dacl.acl, {dacl.role}, DEFAULT_OBJECTS[dacl.objtype]
+        )
+    for objtype, builtin in BUILTIN_GLOBAL_DEFAULTS.items():
+        if (spec.owner, objtype) not in global_entries:
+            for privilege, grantee in builtin:
+                objects = DEFAULT_OBJECTS[objtype]
+                current.add(Grant("DEFAULT", None, spec.owner, privilege, grantee, objects=objects))
     return current
+
+
+def allowed_membership(spec: Spec, snap: Snapshot, membership: MembershipState) -> bool:
+    """Whether a (direct) membership in a managed role is declared: only the deploy's own admin,
+    when it is not a superuser (managed databases), may be a member of the roles it manages."""
+    return not snap.is_superuser and membership.member == snap.current_user
+
+
+def undeclared_memberships(spec: Spec, snap: Snapshot) -> list[MembershipState]:
+    """Direct memberships in the managed roles that nobody declared (readers' members are
+    managed elsewhere); revoking these closes every indirect path through them too."""
+    managed = set(spec.roles)
+    return [
+        m
+        for m in snap.memberships
+        if m.via is None and m.role in managed and not allowed_membership(spec, snap, m)
+    ]
 
 
 def predicted_new_database(spec: Spec, snap: Snapshot) -> set[Grant]:
@@ -211,10 +292,6 @@ def predicted_new_database(spec: Spec, snap: Snapshot) -> set[Grant]:
     if snap.major < 15:
         grants.add(Grant("SCHEMA", None, "public", "CREATE", PUBLIC))
     return grants
-
-
-def _all_grantees(acl: tuple[AclEntry, ...]) -> set[str]:
-    return {e.grantee for e in acl}
 
 
 def diff(wanted: set[Grant], current: set[Grant]) -> tuple[list[Grant], list[Grant]]:

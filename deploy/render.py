@@ -19,6 +19,8 @@ from typing import Any
 import jinja2
 import jinja2.bccache
 
+from deploy.state import PUBLIC
+
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "sql_templates"
 
 
@@ -55,6 +57,12 @@ def literal(value: Any) -> str:
     from psycopg import sql
 
     return sql.Literal(value).as_string(None)
+
+
+def grantee(name: str) -> str:
+    """A grantee: the keyword PUBLIC only for the pseudo-role (``deploy.state.PUBLIC``, an
+    empty name no real role can have); a role really named "PUBLIC" is quoted like any other."""
+    return "PUBLIC" if _defined(name) == PUBLIC else ident(name)
 
 
 def idents(names: Iterable[str]) -> str:
@@ -109,7 +117,9 @@ def _environment() -> jinja2.Environment:
         bytecode_cache=_bytecode_cache(options),
         **options,
     )
-    env.filters.update(ident=ident, literal=literal, idents=idents, keywords=keywords)
+    env.filters.update(
+        ident=ident, literal=literal, idents=idents, keywords=keywords, grantee=grantee
+    )
     env.filters["qualified"] = qualified
     return env
 

@@ -19,7 +19,11 @@ Verdict = Literal["OK", "DRIFT", "NOTE"]
 FORMATS = ("text", "json", "markdown", "junit")
 # The order groups are shown in; a group not listed here comes last, in order of appearance.
 GROUP_ORDER = (
+    "access",
+    "bypass",
     "roles",
+    "memberships",
+    "readers",
     "settings",
     "ownership",
     "privileges",

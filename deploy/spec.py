@@ -60,6 +60,12 @@ def _role_name(value: str) -> str:
     return value
 
 
+def _reader_name(value: str) -> str:
+    if not isinstance(value, str) or value.upper() == "PUBLIC" or value.startswith("pg_"):
+        raise ValueError(f"{value!r} cannot be a reader (PUBLIC and pg_* roles are reserved)")
+    return _role_name(value)
+
+
 def _database_name(value: str) -> str:
     _identifier(value)
     if value in SYSTEM_DATABASES:
@@ -125,6 +131,7 @@ def _duration(value: Any) -> float:
 
 Identifier = Annotated[str, AfterValidator(_identifier)]
 RoleName = Annotated[str, AfterValidator(_role_name)]
+ReaderName = Annotated[str, AfterValidator(_reader_name)]
 DatabaseName = Annotated[str, AfterValidator(_database_name)]
 SchemaName = Annotated[str, AfterValidator(_schema_name)]
 SettingName = Annotated[str, AfterValidator(_setting_name)]
@@ -187,6 +194,11 @@ class Spec(BaseModel):
     psql: str = "psql"  # the client on the target; "psql" on PATH (locally: the real binary)
     lock_timeout: Duration = DEFAULT_LOCK_TIMEOUT  # seconds, one wait in the lock queue
     lock_wait: Duration = DEFAULT_LOCK_WAIT  # seconds, every try of one step together
+    # NOLOGIN group roles with read-only access to the schema (members managed elsewhere).
+    readers: tuple[ReaderName, ...] = ()
+    # Roles besides the deploy's admin that may bypass privileges (SUPERUSER, BYPASSRLS,
+    # pg_read_all_data, membership in the owner): a managed provider's admin role.
+    privileged_roles: tuple[Identifier, ...] = ()
 
     @property
     def owner(self) -> str:
@@ -234,6 +246,8 @@ HOST_KEYS: dict[str, str] = {
     "pg_psql": "psql",
     "pg_lock_timeout": "lock_timeout",
     "pg_lock_wait": "lock_wait",
+    "pg_readers": "readers",
+    "pg_privileged_roles": "privileged_roles",
 }
 PASSWORD_KEYS = {
     "pg_migrator_password": "migrator",
@@ -341,6 +355,11 @@ def build_spec(data: Mapping[str, Any], *, inventory: str, host: str) -> Spec:
             "pg_lock_wait",
             f"{spec.lock_wait:g}s is shorter than pg_lock_timeout ({spec.lock_timeout:g}s)",
         )
+    for reader in spec.readers:
+        if reader in spec.roles:
+            raise fail("pg_readers", f"{reader!r} is a managed role; a reader must be its own role")
+    if len(set(spec.readers)) != len(spec.readers):
+        raise fail("pg_readers", "a reader is listed twice")
     for key, which in PASSWORD_KEYS.items():
         role = getattr(spec, which)
         if role in spec.roles and role not in spec.passwords:

@@ -15,20 +15,36 @@ from typing import Any
 
 from deploy.secrets import StoredPassword
 
+# The PUBLIC pseudo-role (aclexplode's grantee 0, JSON null in the snapshot). No real role can
+# have an empty name, so a role really named "PUBLIC" never reads as the pseudo-role.
+PUBLIC = ""
+
 
 class SnapshotError(ValueError):
     """The snapshot output could not be understood."""
 
 
+def grantee_name(raw: object) -> str:
+    """A snapshot grantee: a role name, or None for the PUBLIC pseudo-role."""
+    return PUBLIC if raw is None else str(raw)
+
+
+def display_grantee(name: str) -> str:
+    """How a grantee reads in plans and reports (a real role named PUBLIC stays quoted)."""
+    if name == PUBLIC:
+        return "PUBLIC"
+    return f'"{name}"' if name.upper() == "PUBLIC" else name
+
+
 @dataclass(frozen=True, order=True)
 class AclEntry:
-    grantee: str  # a role name, or "PUBLIC"
+    grantee: str  # a role name, or PUBLIC ("") for the pseudo-role
     privilege: str  # SELECT, CONNECT, TEMPORARY, ...
     grantable: bool = False
 
     @classmethod
     def parse_list(cls, rows: Iterable[list]) -> tuple[AclEntry, ...]:
-        return tuple(sorted(cls(str(g), str(p), bool(o)) for g, p, o in rows))
+        return tuple(sorted(cls(grantee_name(g), str(p), bool(o)) for g, p, o in rows))
 
 
 @dataclass(frozen=True)
@@ -80,10 +96,58 @@ class SchemaState:
 class RelationState:
     schema: str
     name: str
-    kind: str  # "table" or "sequence"
+    kind: str  # "table" (tables, views, materialized and foreign tables) or "sequence"
     owner: str
     acl: tuple[AclEntry, ...] = ()
     owned_by: str | None = None  # a sequence's table (serial or identity column)
+    relkind: str = ""  # pg_class.relkind: r, p, v, m, f or S ("" when not known)
+
+
+@dataclass(frozen=True)
+class ColumnAclState:
+    """A column with its own ACL (column-level grants)."""
+
+    schema: str
+    table: str
+    column: str
+    acl: tuple[AclEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class FunctionState:
+    """A function, procedure or aggregate; ``args`` is the catalog-formatted argument types."""
+
+    schema: str
+    name: str
+    args: str
+    kind: str  # f, p, a, w (pg_proc.prokind)
+    owner: str
+    security_definer: bool = False
+    acl: tuple[AclEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class MembershipState:
+    """``member`` is a member of ``role``: directly (``via`` None) or through ``via``, a role
+    that is itself a member of ``role`` somewhere up the chain. Options as PostgreSQL 16+
+    records them per grant (on 15: ADMIN from the grant, INHERIT from the member, SET true)."""
+
+    role: str
+    member: str
+    grantor: str
+    admin: bool = False
+    inherit: bool = True
+    set: bool = True
+    via: str | None = None
+
+
+@dataclass(frozen=True)
+class PrivilegedRole:
+    """A role that bypasses the database's privileges, and why (SUPERUSER, BYPASSRLS,
+    member of pg_read_all_data / pg_write_all_data)."""
+
+    name: str
+    reasons: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -134,6 +198,10 @@ class Snapshot:
     setting_checks: dict[tuple[str, str], SettingCheck] = field(default_factory=dict)
     # The key the query's password digests were made with (deploy.facts sets it).
     password_key: str = field(default="", repr=False, compare=False)
+    columns: tuple[ColumnAclState, ...] = ()
+    functions: tuple[FunctionState, ...] = ()
+    memberships: tuple[MembershipState, ...] = ()  # members of the managed roles and readers
+    privileged: tuple[PrivilegedRole, ...] = ()
 
     @property
     def major(self) -> int:
@@ -201,8 +269,41 @@ class Snapshot:
                 r["owner"],
                 AclEntry.parse_list(r["acl"]),
                 r.get("owned_by"),
+                r.get("relkind", ""),
             )
             for r in sections.get("relations", [])  # type: ignore[union-attr]
+        )
+        columns = tuple(
+            ColumnAclState(c["schema"], c["table"], c["column"], AclEntry.parse_list(c["acl"]))
+            for c in sections.get("columns", [])  # type: ignore[union-attr]
+        )
+        functions = tuple(
+            FunctionState(
+                f["schema"],
+                f["name"],
+                f["args"],
+                f["kind"],
+                f["owner"],
+                bool(f["security_definer"]),
+                AclEntry.parse_list(f["acl"]),
+            )
+            for f in sections.get("functions", [])  # type: ignore[union-attr]
+        )
+        memberships = tuple(
+            MembershipState(
+                m["role"],
+                m["member"],
+                m["grantor"],
+                bool(m["admin"]),
+                bool(m["inherit"]),
+                bool(m["set"]),
+                m.get("via"),
+            )
+            for m in sections.get("memberships", [])  # type: ignore[union-attr]
+        )
+        privileged = tuple(
+            PrivilegedRole(p["name"], tuple(p["reasons"]))
+            for p in sections.get("privileged", [])  # type: ignore[union-attr]
         )
         default_acls = tuple(
             DefaultAclState(d["role"], d["schema"], d["objtype"], AclEntry.parse_list(d["acl"]))
@@ -241,4 +342,8 @@ class Snapshot:
             gin_table_exists=bool(sections.get("gin_table_exists", False)),
             migrations=tuple(migrations) if isinstance(migrations, list) else None,  # type: ignore[arg-type]
             setting_checks=setting_checks,
+            columns=columns,
+            functions=functions,
+            memberships=memberships,
+            privileged=privileged,
         )

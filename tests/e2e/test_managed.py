@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
+from deploy.state import PUBLIC
 from tests.deploykit import DeployEnv, env_data, login, run_api, secret_file, snapshot
 from tests.deploykit import write_inventory as write_single_inventory
 from tests.e2e.clusters import cluster_objects, create_admin, host_outcomes, run_audit, run_pyinfra
@@ -71,6 +72,8 @@ def managed_env(
         directory,
         pg_admin_user=admin,
         pg_admin_password=f"file:{secret_file(directory, 'managed_admin', password)}",
+        # The provider keeps a superuser of its own; the inventory declares it as expected.
+        pg_privileged_roles=[server.superuser],
     )
     return Managed(server, names, admin, env, directory)
 
@@ -117,7 +120,7 @@ def test_first_run_creates_the_declared_state(managed: Managed) -> None:
         assert privileges(sequence, names.runtime) == expected, name
     assert default_privileges(snap, names.migrator, "r", names.runtime) == TABLE_PRIVILEGES
     assert default_privileges(snap, names.migrator, "S", names.runtime) == SEQUENCE_PRIVILEGES
-    assert privileges(snap.database, "PUBLIC") == set()
+    assert privileges(snap.database, PUBLIC) == set()
     assert privileges(snap.database, names.runtime) == {"CONNECT"}
     index = snap.indexes[GIN_INDEX]
     assert index.valid and index.opclasses == ("jsonb_ops",)
@@ -167,6 +170,24 @@ def test_audit_exits_zero_after_the_managed_deploy(managed: Managed) -> None:
 
     assert proc.returncode == 0, combined(proc)
     assert ", 0 differences" in proc.stdout, proc.stdout
+
+
+def test_audit_fails_on_the_providers_superuser_until_the_inventory_declares_it(
+    managed: Managed,
+) -> None:
+    assert run_api(managed.env.data).success
+    undeclared = {k: v for k, v in managed.env.data.items() if k != "pg_privileged_roles"}
+    proc = run_audit(write_single_inventory(managed.directory, undeclared, host=HOST))
+    assert proc.returncode == 1, combined(proc)
+    superuser = managed.server.superuser
+    bypass = [line for line in proc.stdout.splitlines() if line.strip().startswith("DRIFT")]
+    assert len(bypass) == 1, proc.stdout
+    assert superuser in bypass[0] and "bypasses privileges: SUPERUSER" in bypass[0]
+    # The deploy's own admin reaches everything through the owner, and is expected.
+    assert any(
+        managed.admin in line and "member of the owner" in line and line.strip().startswith("OK")
+        for line in proc.stdout.splitlines()
+    ), proc.stdout
 
 
 def test_admin_without_createrole_changes_nothing(server: Server, tmp_path: Path) -> None:
@@ -220,3 +241,33 @@ def test_admin_converges_in_one_run_whatever_its_createrole_self_grant(
     snap = snapshot(server, managed.env)
     assert snap.database is not None and snap.database.owner == managed.names.migrator
     assert snap.indexes[GIN_INDEX].valid
+
+
+def _can_set(server: Server, admin: str, role: str) -> bool:
+    privilege = "SET" if server.major >= 16 else "MEMBER"
+    with server.connect() as conn:
+        row = conn.execute("SELECT pg_has_role(%s, %s, %s)", (admin, role, privilege)).fetchone()
+    return bool(row and row[0])
+
+
+def test_admin_acting_as_the_migrator_is_checked_with_set_not_bare_membership(
+    managed: Managed,
+) -> None:
+    server, admin, migrator = managed.server, managed.admin, managed.names.migrator
+    assert run_api(managed.env.data).success
+    if server.major >= 16:
+        # INHERIT without SET: still a member, but the admin cannot SET ROLE to the migrator.
+        with server.connect() as conn:
+            conn.execute(
+                sql.SQL("GRANT {} TO {} WITH INHERIT TRUE, SET FALSE GRANTED BY {}").format(
+                    sql.Identifier(migrator), sql.Identifier(admin), sql.Identifier(admin)
+                )
+            )
+    assert _can_set(server, admin, migrator) is (server.major < 16)
+
+    repair = run_api(managed.env.data)
+    assert repair.success, repair
+    # On 16+ the admin gets SET back in one run; on 15 membership alone is SET already.
+    assert repair.changed["provision"] is (server.major >= 16), repair
+    assert _can_set(server, admin, migrator)
+    assert not run_api(managed.env.data).any_change

@@ -16,7 +16,7 @@ import pytest
 from psycopg import errors
 
 from deploy.secrets import stored_password_matches
-from deploy.state import Snapshot
+from deploy.state import PUBLIC, AclEntry, Snapshot
 from tests.deploykit import DeployEnv as DeployEnv
 from tests.deploykit import env_data, login, run_api, run_cli, snapshot
 from tests.e2e.helpers import (
@@ -106,7 +106,7 @@ def test_split_database_grants_only_connect_to_runtime_and_nothing_to_public(spl
     assert database is not None
     assert grantees(database, besides=split.names.migrator) == {split.names.runtime}
     assert privileges(database, split.names.runtime) == {"CONNECT"}
-    assert privileges(database, "PUBLIC") == set(), "PUBLIC keeps CONNECT/TEMPORARY"
+    assert privileges(database, PUBLIC) == set(), "PUBLIC keeps CONNECT/TEMPORARY"
 
 
 def test_split_runtime_has_only_usage_on_schema_app(split: Deployed):
@@ -117,7 +117,7 @@ def test_split_runtime_has_only_usage_on_schema_app(split: Deployed):
 
 def test_split_schema_public_grants_nothing_beyond_public_usage(split: Deployed):
     public = split.snap.schemas["public"]
-    assert privileges(public, "PUBLIC") == {"USAGE"}
+    assert privileges(public, PUBLIC) == {"USAGE"}
     assert privileges(public, split.names.runtime) == set()
     assert privileges(public, split.names.migrator) == set()
 
@@ -129,7 +129,8 @@ def test_split_default_privileges_make_future_tables_and_sequences_usable_by_run
     assert default_privileges(split.snap, migrator, "r", runtime) == TABLE_PRIVILEGES
     assert default_privileges(split.snap, migrator, "S", runtime) == SEQUENCE_PRIVILEGES
     declared = {(d.role, d.schema, d.objtype) for d in split.snap.default_acls}
-    assert declared == {(migrator, SCHEMA, "r"), (migrator, SCHEMA, "S")}
+    # The global entry only takes PUBLIC's built-in EXECUTE on future functions away.
+    assert declared == {(migrator, SCHEMA, "r"), (migrator, SCHEMA, "S"), (migrator, None, "f")}
 
 
 @pytest.mark.parametrize("which", ["migrator", "runtime"])
@@ -217,10 +218,13 @@ def test_single_user_grants_nothing_to_public_or_anyone_else(single: Deployed):
     assert database is not None
     assert grantees(database, besides=user) == set(), "PUBLIC keeps CONNECT/TEMPORARY"
     assert grantees(single.snap.schemas[SCHEMA], besides=user) == set()
-    assert privileges(single.snap.schemas["public"], "PUBLIC") == {"USAGE"}
+    assert privileges(single.snap.schemas["public"], PUBLIC) == {"USAGE"}
     others = {r.name: grantees(r, besides=user) for r in single.snap.relations}
     assert {name: g for name, g in others.items() if g} == {}
-    assert single.snap.default_acls == ()
+    # One global entry: the owner's future functions are executable by the owner alone.
+    assert [(d.role, d.schema, d.objtype, d.acl) for d in single.snap.default_acls] == [
+        (user, None, "f", (AclEntry(user, "EXECUTE"),))
+    ]
 
 
 def test_single_user_search_path_is_app_public(pg_server: Server, single: Deployed):

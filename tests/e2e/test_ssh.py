@@ -33,7 +33,7 @@ import pytest
 
 from deploy.embedded import free_port
 from deploy.spec import GIN_INDEX, GIN_TABLE
-from deploy.state import Snapshot
+from deploy.state import PUBLIC, Snapshot
 from tests import deploykit
 from tests.deploykit import login, snapshot, stored_verifiers
 from tests.e2e.helpers import (
@@ -284,7 +284,7 @@ def test_first_run_creates_roles_database_schema_and_grants(deployment: Deployme
         assert state.login and state.has_password and not state.superuser
     assert snap.database is not None and snap.database.owner == names.migrator
     assert privileges(snap.database, names.runtime) >= {"CONNECT"}
-    assert privileges(snap.database, "PUBLIC") == set()
+    assert privileges(snap.database, PUBLIC) == set()
     schema = snap.schemas.get(SCHEMA)
     assert schema is not None and schema.owner == names.migrator
     assert privileges(schema, names.runtime) == {"USAGE"}

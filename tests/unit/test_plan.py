@@ -20,6 +20,7 @@ from deploy.plan import Plan, build_plan
 from deploy.secrets import StoredPassword
 from deploy.spec import Spec, build_spec
 from deploy.state import (
+    PUBLIC,
     AclEntry,
     DatabaseState,
     DefaultAclState,
@@ -92,10 +93,10 @@ def role(name: str, **changes: Any) -> RoleState:
 def public_schema(major: int) -> SchemaState:
     if major >= 15:
         owner = "pg_database_owner"
-        entries = [(owner, "USAGE"), (owner, "CREATE"), ("PUBLIC", "USAGE")]
+        entries = [(owner, "USAGE"), (owner, "CREATE"), (PUBLIC, "USAGE")]
     else:  # owned by the bootstrap superuser; our run revoked PUBLIC CREATE
         owner = "postgres"
-        entries = [(owner, "USAGE"), (owner, "CREATE"), ("PUBLIC", "USAGE")]
+        entries = [(owner, "USAGE"), (owner, "CREATE"), (PUBLIC, "USAGE")]
     return SchemaState("public", owner, acl(*entries))
 
 
@@ -162,6 +163,8 @@ def converged_split(major: int = 16) -> Snapshot:
         },
         relations=relations,
         default_acls=(
+            # Functions the migrator creates later are not executable by PUBLIC.
+            DefaultAclState(MIGRATOR, None, "f", acl((MIGRATOR, "EXECUTE"))),
             DefaultAclState(MIGRATOR, "app", "S", acl(*owner_acl(RUNTIME, SEQUENCE_ALL))),
             DefaultAclState(MIGRATOR, "app", "r", acl(*owner_acl(RUNTIME, RUNTIME_TABLE))),
         ),
@@ -198,6 +201,7 @@ def converged_single(major: int = 16) -> Snapshot:
                 acl(*owner_acl(APP_USER, SEQUENCE_ALL)),
             ),
         ),
+        default_acls=(DefaultAclState(APP_USER, None, "f", acl((APP_USER, "EXECUTE"))),),
         gin_table_exists=True,
         migrations=("0_20261126165205_init.py",),
     )
@@ -332,7 +336,7 @@ SPLIT_DRIFTS: list[Any] = [
     ),
     pytest.param(
         lambda s: with_relation(
-            s, "checklistresponse", acl=(*_table_acl(RUNTIME_TABLE), AclEntry("PUBLIC", "SELECT"))
+            s, "checklistresponse", acl=(*_table_acl(RUNTIME_TABLE), AclEntry(PUBLIC, "SELECT"))
         ),
         [
             (
@@ -415,7 +419,7 @@ SPLIT_DRIFTS: list[Any] = [
         lambda s: dataclasses.replace(
             s,
             default_acls=(
-                s.default_acls[0],
+                *s.default_acls[:2],
                 DefaultAclState(
                     MIGRATOR, "app", "r", acl(*owner_acl(RUNTIME, ("INSERT", "UPDATE", "DELETE")))
                 ),
@@ -467,7 +471,7 @@ SPLIT_DRIFTS: list[Any] = [
     ),
     pytest.param(
         lambda s: with_schema(
-            s, "public", acl=(*s.schemas["public"].acl, AclEntry("PUBLIC", "CREATE"))
+            s, "public", acl=(*s.schemas["public"].acl, AclEntry(PUBLIC, "CREATE"))
         ),
         [
             (
@@ -481,7 +485,7 @@ SPLIT_DRIFTS: list[Any] = [
         lambda s: dataclasses.replace(
             s,
             database=dataclasses.replace(
-                s.database, acl=(*s.database.acl, AclEntry("PUBLIC", "CONNECT"))
+                s.database, acl=(*s.database.acl, AclEntry(PUBLIC, "CONNECT"))
             ),
         ),
         [
@@ -576,13 +580,18 @@ def test_grant_to_public_is_described_as_a_grant() -> None:
     assert description == "PUBLIC gets USAGE on schema public"
 
 
-def test_grants_to_unmanaged_roles_are_left_alone() -> None:
+def test_grants_to_roles_nobody_declared_are_revoked() -> None:
     snap = with_relation(
         converged_split(),
         "checklistresponse",
         acl=(*_table_acl(RUNTIME_TABLE), AclEntry("reporting", "SELECT")),
     )
-    assert plan_for(split_spec(), snap).empty
+    assert items_of(plan_for(split_spec(), snap)) == [
+        (
+            "revoke SELECT on table app.checklistresponse for role reporting",
+            f'REVOKE SELECT ON TABLE {TABLE} FROM "reporting";',
+        )
+    ]
 
 
 def test_runtime_can_create_adds_create_on_the_schema() -> None:
@@ -650,7 +659,7 @@ def test_single_user_revokes_privileges_granted_to_public_in_the_schema() -> Non
     snap = with_relation(
         converged_single(),
         "checklistresponse",
-        acl=(*converged_single().relations[0].acl, AclEntry("PUBLIC", "SELECT")),
+        acl=(*converged_single().relations[0].acl, AclEntry(PUBLIC, "SELECT")),
     )
     assert items_of(plan_for(single_spec(), snap)) == [
         (

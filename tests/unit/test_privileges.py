@@ -14,7 +14,7 @@ from deploy.privileges import (
     predicted_new_database,
     wanted_grants,
 )
-from deploy.state import AclEntry, DefaultAclState, RelationState
+from deploy.state import PUBLIC, AclEntry, DefaultAclState, RelationState
 from tests.unit.test_plan import (
     DB,
     MIGRATOR,
@@ -44,7 +44,7 @@ def test_grant_is_a_frozen_hashable_value() -> None:
             "SELECT on table app.t for role app_runtime",
         ),
         (
-            Grant("DATABASE", None, DB, "CONNECT", "PUBLIC"),
+            Grant("DATABASE", None, DB, "CONNECT", PUBLIC),
             [DB],
             f"CONNECT on database {DB} for PUBLIC",
         ),
@@ -84,18 +84,18 @@ def test_split_wants_connect_usage_dml_and_default_privileges_for_the_runtime() 
     assert all(g.name == MIGRATOR and g.schema == "app" for g in runtime if g.objects)
     assert not any(g.name == "aerich" for g in wanted)
     assert not any(g.privilege == "CREATE" for g in wanted)
-    assert {g for g in wanted if g.grantee == "PUBLIC"} == {
-        Grant("SCHEMA", None, "public", "USAGE", "PUBLIC")
+    assert {g for g in wanted if g.grantee == PUBLIC} == {
+        Grant("SCHEMA", None, "public", "USAGE", PUBLIC)
     }
 
 
 def test_single_user_wants_only_public_usage_on_schema_public() -> None:
     assert wanted_grants(single_spec(), converged_single()) == {
-        Grant("SCHEMA", None, "public", "USAGE", "PUBLIC")
+        Grant("SCHEMA", None, "public", "USAGE", PUBLIC)
     }
 
 
-def test_current_grants_exclude_owners_and_unmanaged_roles() -> None:
+def test_current_grants_exclude_owners_but_not_other_roles() -> None:
     snap = converged_split()
     snap = dataclasses.replace(
         snap,
@@ -106,8 +106,9 @@ def test_current_grants_exclude_owners_and_unmanaged_roles() -> None:
     )
     current = current_grants(split_spec(), snap)
     assert not any(g.grantee == MIGRATOR for g in current)
-    assert not any(g.grantee in ("reporting", "pg_database_owner") for g in current)
-    assert Grant("SCHEMA", None, "public", "USAGE", "PUBLIC") in current
+    assert not any(g.grantee == "pg_database_owner" for g in current)
+    assert Grant("TABLE", "app", "x", "SELECT", "reporting") in current
+    assert Grant("SCHEMA", None, "public", "USAGE", PUBLIC) in current
 
 
 def test_default_acls_of_unmanaged_roles_and_unknown_objtypes_are_ignored() -> None:
@@ -116,12 +117,13 @@ def test_default_acls_of_unmanaged_roles_and_unknown_objtypes_are_ignored() -> N
         default_acls=(
             DefaultAclState("someone_else", "app", "r", (AclEntry(RUNTIME, "SELECT"),)),
             DefaultAclState(MIGRATOR, "app", "L", (AclEntry(RUNTIME, "USAGE"),)),
+            DefaultAclState(MIGRATOR, None, "f", (AclEntry(MIGRATOR, "EXECUTE"),)),
         ),
     )
     assert not any(g.object_type == "DEFAULT" for g in current_grants(split_spec(), snap))
 
 
-def test_global_default_acl_restating_builtins_is_not_drift() -> None:
+def test_public_execute_on_the_owners_future_functions_is_revoked() -> None:
     snap = dataclasses.replace(
         converged_split(),
         default_acls=(
@@ -130,12 +132,20 @@ def test_global_default_acl_restating_builtins_is_not_drift() -> None:
                 MIGRATOR,
                 None,
                 "f",
-                (AclEntry("PUBLIC", "EXECUTE"), AclEntry(MIGRATOR, "EXECUTE")),
+                (AclEntry(PUBLIC, "EXECUTE"), AclEntry(MIGRATOR, "EXECUTE")),
             ),
         ),
     )
     spec = split_spec()
-    assert diff(wanted_grants(spec, snap), current_grants(spec, snap)) == ([], [])
+    revoke = Grant("DEFAULT", None, MIGRATOR, "EXECUTE", PUBLIC, objects="FUNCTIONS")
+    assert diff(wanted_grants(spec, snap), current_grants(spec, snap)) == ([revoke], [])
+
+
+def test_no_global_function_default_means_the_builtin_public_execute() -> None:
+    snap = dataclasses.replace(converged_split(), default_acls=converged_split().default_acls[1:])
+    spec = split_spec()
+    revoke = Grant("DEFAULT", None, MIGRATOR, "EXECUTE", PUBLIC, objects="FUNCTIONS")
+    assert diff(wanted_grants(spec, snap), current_grants(spec, snap)) == ([revoke], [])
 
 
 def test_per_schema_default_acl_to_any_role_is_managed() -> None:
@@ -157,10 +167,10 @@ def test_per_schema_default_acl_to_any_role_is_managed() -> None:
 @pytest.mark.parametrize(("major", "public_create"), [(14, True), (15, False), (18, False)])
 def test_new_database_is_predicted_with_template0_defaults(major: int, public_create: bool) -> None:
     predicted = predicted_new_database(split_spec(), fresh_snapshot(major))
-    assert Grant("DATABASE", None, DB, "CONNECT", "PUBLIC") in predicted
-    assert Grant("DATABASE", None, DB, "TEMPORARY", "PUBLIC") in predicted
-    assert Grant("SCHEMA", None, "public", "USAGE", "PUBLIC") in predicted
-    assert (Grant("SCHEMA", None, "public", "CREATE", "PUBLIC") in predicted) is public_create
+    assert Grant("DATABASE", None, DB, "CONNECT", PUBLIC) in predicted
+    assert Grant("DATABASE", None, DB, "TEMPORARY", PUBLIC) in predicted
+    assert Grant("SCHEMA", None, "public", "USAGE", PUBLIC) in predicted
+    assert (Grant("SCHEMA", None, "public", "CREATE", PUBLIC) in predicted) is public_create
 
 
 def test_diff_is_current_minus_wanted_then_wanted_minus_current_sorted() -> None:
@@ -177,18 +187,19 @@ def test_group_merges_privileges_per_object_and_grantee_in_readable_order() -> N
         Grant("TABLE", "app", "t", p, RUNTIME) for p in ("DELETE", "SELECT", "UPDATE", "INSERT")
     ] + [
         Grant("DEFAULT", "app", MIGRATOR, "SELECT", RUNTIME, objects="TABLES"),
-        Grant("DATABASE", None, DB, "TEMPORARY", "PUBLIC"),
-        Grant("DATABASE", None, DB, "CONNECT", "PUBLIC"),
+        Grant("DATABASE", None, DB, "TEMPORARY", PUBLIC),
+        Grant("DATABASE", None, DB, "CONNECT", PUBLIC),
         Grant("TABLE", "app", "t", "SELECT", RUNTIME, grantable=True),
     ]
     groups = group(grants)
+    # Grant options first: revoking one CASCADEs to what its holder granted.
     assert [(g.object_type, g.name, g.privileges, g.grantable) for g in groups] == [
+        ("TABLE", "t", ("SELECT",), True),
         ("DATABASE", DB, ("CONNECT", "TEMPORARY"), False),
         ("TABLE", "t", ("SELECT", "INSERT", "UPDATE", "DELETE"), False),
-        ("TABLE", "t", ("SELECT",), True),
         ("DEFAULT", MIGRATOR, ("SELECT",), False),
     ]
-    assert groups[1].describe() == (
+    assert groups[2].describe() == (
         "SELECT, INSERT, UPDATE, DELETE on table app.t for role app_runtime"
     )
-    assert groups[1].target == ["app", "t"]
+    assert groups[2].target == ["app", "t"]

@@ -77,7 +77,7 @@ def provisioned_lines() -> list[str]:
                 {
                     "name": "public",
                     "owner": "pg_database_owner",
-                    "acl": [["PUBLIC", "USAGE", False], ["pg_database_owner", "CREATE", False]],
+                    "acl": [[None, "USAGE", False], ["pg_database_owner", "CREATE", False]],
                 },
             ]
         },
@@ -111,7 +111,7 @@ def provisioned_lines() -> list[str]:
                     "role": "app_migrator",
                     "schema": None,
                     "objtype": "f",
-                    "acl": [["PUBLIC", "EXECUTE", False]],
+                    "acl": [[None, "EXECUTE", False]],
                 },
             ]
         },

@@ -37,6 +37,7 @@ BEGIN
 ALTER ROLE "hinfelaar_fastapi_db_user" IN DATABASE "hinfelaar_fastapi" SET "search_path" TO 'app', 'public';
 CREATE SCHEMA IF NOT EXISTS "app" AUTHORIZATION "hinfelaar_fastapi_db_user";
 REVOKE CONNECT, TEMPORARY ON DATABASE "hinfelaar_fastapi" FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE "hinfelaar_fastapi_db_user" REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 $pgprov_body$;
       RETURN;
     EXCEPTION WHEN lock_not_available THEN

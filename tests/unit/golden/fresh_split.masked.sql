@@ -45,6 +45,7 @@ ALTER ROLE "app_migrator" IN DATABASE "hinfelaar_fastapi" SET "search_path" TO '
 ALTER ROLE "app_runtime" IN DATABASE "hinfelaar_fastapi" SET "search_path" TO 'app', 'public';
 CREATE SCHEMA IF NOT EXISTS "app" AUTHORIZATION "app_migrator";
 REVOKE CONNECT, TEMPORARY ON DATABASE "hinfelaar_fastapi" FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE "app_migrator" REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 GRANT CONNECT ON DATABASE "hinfelaar_fastapi" TO "app_runtime";
 GRANT USAGE ON SCHEMA "app" TO "app_runtime";
 ALTER DEFAULT PRIVILEGES FOR ROLE "app_migrator" IN SCHEMA "app" GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO "app_runtime";
