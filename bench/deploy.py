@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import os
 import resource
+import secrets
 import statistics
 import subprocess
 import sys
@@ -225,6 +226,7 @@ def run_floor(
 
 
 PRODUCTION_ROLES = ("app_runtime", "app_migrator")
+BENCH_PASSWORDS = (secrets.token_urlsafe(18), secrets.token_urlsafe(18))
 
 
 def production_env(server: Server, shim: Shim) -> dict[str, str]:
@@ -237,8 +239,9 @@ def production_env(server: Server, shim: Shim) -> dict[str, str]:
         PGPORT=str(server.port),
         PGUSER=server.superuser,
         PGPASSFILE=str(server.passfile),
-        APP_MIGRATOR_PASSWORD="bench-migrator-pw",
-        APP_RUNTIME_PASSWORD="bench-runtime-pw",
+        # Throwaway cluster, but still no literal secrets: fresh ones per benchmark run.
+        APP_MIGRATOR_PASSWORD=BENCH_PASSWORDS[0],
+        APP_RUNTIME_PASSWORD=BENCH_PASSWORDS[1],
     )
     return env
 
