@@ -40,7 +40,7 @@ from deploy.privileges import (
 from deploy.probes import GROUP as PROBES
 from deploy.probes import probe_role, run_probes
 from deploy.psql import admin_password, run_local
-from deploy.report import FORMATS, Check, render_report, summary
+from deploy.report import FORMATS, Check, render_report, summary, write_output
 from deploy.secrets import SecretError, resolve
 from deploy.settings import describe_limit, setting_rows, settings_problem, wanted_connection_limit
 from deploy.spec import GIN_INDEX, GIN_TABLE, Spec, SpecError
@@ -549,11 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report = render_report(checks, args.format, headers)
     if args.output:
-        try:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            args.output.write_text(report)
-        except OSError as exc:
-            print(f"--output {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        if not write_output(args.output, report):
             return 2
         # The CI log still shows what failed, one sentence per difference.
         for check in checks:

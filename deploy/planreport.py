@@ -49,6 +49,8 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
+from deploy.report import write_output
+
 FORMATS = ("text", "markdown", "json")
 Status = Literal["changes", "converged", "error"]
 
@@ -314,11 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     text = RENDERERS[args.format](report)
     if args.output:
-        try:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            args.output.write_text(text)
-        except OSError as exc:
-            print(f"--output {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        if not write_output(args.output, text):
             return 2
         # The CI log still shows the outcome per host; an error is its one line, on stderr.
         for host in report.hosts:

@@ -10,9 +10,11 @@ verdict). Formatting is pure, so the formats are tested without a database:
 from __future__ import annotations
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal
 
 Verdict = Literal["OK", "DRIFT", "NOTE"]
@@ -238,3 +240,15 @@ def render_report(
 ) -> str:
     """The report in one of FORMATS; ``headers`` maps a host to its title line."""
     return FORMATTERS[fmt](checks, headers)
+
+
+def write_output(path: Path, text: str) -> bool:
+    """Write a CI artifact (``--output``), creating its directory; False after one line on
+    stderr naming the path when it cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as exc:
+        print(f"--output {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
