@@ -110,7 +110,9 @@ import psycopg
 def test_waits(pgprov_database):
     with psycopg.connect(pgprov_database.migrator_url) as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        # Read while the connection is open: the backend exits as soon as it closes.
+        stat = Path(f"/proc/{backend}/stat").read_text()
+    postmaster = int(stat.rsplit(")", 1)[1].split()[1])
     Path(os.environ["PGPROV_PLUGIN_OUT"]).write_text(json.dumps({"pid": postmaster}))
     time.sleep(120)
 """
@@ -146,7 +148,10 @@ def test_a_terminated_consumer_session_stops_its_server(tmp_path: Path) -> None:
         deadline = time.monotonic() + 180
         while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert out.exists(), "the consumer never got its database"
+        if not out.exists():
+            proc.kill()
+            output = proc.communicate()[0]
+            pytest.fail(f"the consumer never got its database:\n{output}")
         postmaster = json.loads(out.read_text())["pid"]
         assert alive(postmaster)
         proc.send_signal(signal.SIGTERM)
