@@ -30,11 +30,14 @@ from deploy.migrate import pending_migrations
 from deploy.plan import wanted_attributes
 from deploy.privileges import (
     BOOKKEEPING_TABLE,
+    DATABASE_OWNER_ROLE,
     PRIVILEGE_ORDER,
     PUBLIC,
     Grant,
     allowed_membership,
     current_grants,
+    expected_privileged,
+    undeclared_owners,
     wanted_grants,
 )
 from deploy.probes import GROUP as PROBES
@@ -138,7 +141,8 @@ def setting_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
 
 
 def ownership_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
-    """The owner role owns the database, the schema and every relation in it."""
+    """The owner role owns the database, the schema and every relation and routine in it, and
+    every other schema of the database and what is in it (see ``undeclared_owners``)."""
 
     def row(obj: str, actual: str) -> Check:
         return Check.compare(host, "ownership", spec.owner, obj, "owner", spec.owner, actual)
@@ -155,13 +159,12 @@ def ownership_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     for fn in snap.functions:
         if fn.schema == spec.schema_name:
             checks.append(row(f"function {fn.schema}.{fn.name}({fn.args})", fn.owner))
+    # Outside the app's schema only the differences are rows: every other schema and every
+    # object in one belongs to the owner (or to the admin / a declared privileged role).
+    for fix in undeclared_owners(spec, snap):
+        if fix.keyword == "SCHEMA" or fix.schema != spec.schema_name:
+            checks.append(row(fix.object_text(), fix.owner))
     return checks
-
-
-def expected_privileged(spec: Spec, snap: Snapshot) -> set[str]:
-    """Roles the inventory accepts as able to bypass privileges: the deploy's own admin, and
-    ``pg_privileged_roles`` (a managed provider's admin role, say)."""
-    return {snap.current_user, *spec.privileged_roles}
 
 
 def _options(m: MembershipState) -> str:
@@ -272,6 +275,16 @@ def _reach(grants: set[Grant]) -> dict[str, str]:
     return out
 
 
+def _owned_objects(spec: Spec, snap: Snapshot) -> list[tuple[str, str]]:
+    """(owner, kind) for every schema, relation and routine of the database whose owner is not
+    the owner role: an owner holds every privilege on what it owns."""
+    skip = {spec.owner, DATABASE_OWNER_ROLE}
+    out = [(s.owner, "schema") for s in snap.schemas.values() if s.owner not in skip]
+    out += [(r.owner, r.kind) for r in snap.relations if r.owner not in skip]
+    out += [(f.owner, "function") for f in snap.functions if f.owner not in skip]
+    return out
+
+
 def access_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     """Who can reach the data, at a glance: one row per role with any access to the database
     (its privileges per object kind, declared and held; owners, members and bypassing roles
@@ -289,6 +302,13 @@ def access_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
         if how not in held.split("; "):
             rows[name] = (wanted, how if held == "none" else f"{held}; {how}")
 
+    owned: dict[str, dict[str, int]] = {}
+    for name, kind in _owned_objects(spec, snap):
+        per_kind = owned.setdefault(name, {})
+        per_kind[kind] = per_kind.get(kind, 0) + 1
+    for name, per_kind in owned.items():
+        counts = (f"{kind} x{n}" if n > 1 else kind for kind, n in per_kind.items())
+        add(name, f"owner of {', '.join(counts)}")
     for m in snap.memberships:
         add(m.member, f"member of {m.role}" + (f" through {m.via}" if m.via else ""))
     for p in snap.privileged:

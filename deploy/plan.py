@@ -21,6 +21,7 @@ from deploy.privileges import (
     diff,
     group,
     undeclared_memberships,
+    undeclared_owners,
     wanted_grants,
 )
 from deploy.render import render
@@ -39,14 +40,6 @@ from deploy.state import RoleState, Snapshot
 LOCK_KEY = 0x70677072
 UNSAMPLED = "SET log_transaction_sample_rate = 0;"
 RESAMPLED = "RESET log_transaction_sample_rate;"
-RELATION_KEYWORDS = {
-    "r": "TABLE",
-    "p": "TABLE",
-    "v": "VIEW",
-    "m": "MATERIALIZED VIEW",
-    "f": "FOREIGN TABLE",
-    "S": "SEQUENCE",
-}
 ATTRIBUTES = ("superuser", "createdb", "createrole", "replication", "bypassrls", "login", "inherit")
 
 
@@ -416,39 +409,23 @@ def schema_items(spec: Spec, snap: Snapshot) -> list[Item]:
                 **context,
             )
         )
-    for rel in snap.relations:
-        # Sequences OWNED BY a table follow it (and cannot be handed over alone); standalone
-        # sequences, views and the other relation kinds are handed over one by one.
-        if rel.schema != spec.schema_name or rel.owner == spec.owner:
-            continue
-        if rel.kind == "sequence" and rel.owned_by is not None:
-            continue
-        keyword = RELATION_KEYWORDS.get(rel.relkind, rel.kind.upper())
+    for fix in undeclared_owners(spec, snap):
+        # Other schemas first, then every relation and routine (ALTER SCHEMA / TABLE / VIEW /
+        # SEQUENCE / ROUTINE ... OWNER TO), each one statement.
+        target = {"target": fix.target}
+        routine = fix.keyword == "ROUTINE"
         items.append(
             make_item(
-                f"change the owner of {keyword.lower()} {rel.schema}.{rel.name} from {rel.owner} to {spec.owner}",
+                f"change the owner of {fix.object_text()} from {fix.owner} to {spec.owner}",
                 "schema.sql.j2",
                 create=False,
-                set_owner=False,
-                schema=spec.schema_name,
+                set_owner=fix.keyword == "SCHEMA",
+                schema=fix.name if fix.keyword == "SCHEMA" else spec.schema_name,
                 owner=spec.owner,
-                relation_owners=[{"keyword": keyword, "target": [rel.schema, rel.name]}],
-                routine_owners=[],
-            )
-        )
-    for fn in snap.functions:
-        if fn.schema != spec.schema_name or fn.owner == spec.owner:
-            continue
-        items.append(
-            make_item(
-                f"change the owner of function {fn.schema}.{fn.name}({fn.args}) from {fn.owner} to {spec.owner}",
-                "schema.sql.j2",
-                create=False,
-                set_owner=False,
-                schema=spec.schema_name,
-                owner=spec.owner,
-                relation_owners=[],
-                routine_owners=[{"target": [fn.schema, fn.name], "args": fn.args}],
+                relation_owners=[]
+                if routine or fix.keyword == "SCHEMA"
+                else [{**target, "keyword": fix.keyword}],
+                routine_owners=[{**target, "args": fix.args}] if routine else [],
             )
         )
     return items

@@ -7,7 +7,8 @@ schemas, relations, columns or functions, or in the owner's default privileges, 
 with what the spec declares (the runtime's read/write set, the readers' SELECT, PUBLIC's USAGE
 on ``public``). An object's owner's own privileges are never managed. The deploy and the audit
 both use ``wanted_grants``/``current_grants``; ``allowed_membership`` says which memberships
-in the managed roles are declared.
+in the managed roles are declared; ``undeclared_owners`` says which objects belong to a role
+nobody declared as their owner.
 
     to_revoke, to_grant = diff(wanted_grants(spec, snap), current_grants(spec, snap))
 """
@@ -28,6 +29,17 @@ BOOKKEEPING_TABLE = "aerich"
 BUILTIN_GLOBAL_DEFAULTS = {"f": (("EXECUTE", PUBLIC),)}
 DEFAULT_OBJECTS = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
 DEFAULT_OBJTYPE = {v: k for k, v in DEFAULT_OBJECTS.items()}
+# ALTER ... OWNER TO keywords per pg_class.relkind.
+RELATION_KEYWORDS = {
+    "r": "TABLE",
+    "p": "TABLE",
+    "v": "VIEW",
+    "m": "MATERIALIZED VIEW",
+    "f": "FOREIGN TABLE",
+    "S": "SEQUENCE",
+}
+# The pseudo-role that owns ``public`` from PostgreSQL 15 on: whoever owns the database.
+DATABASE_OWNER_ROLE = "pg_database_owner"
 
 
 @dataclass(frozen=True, order=True)
@@ -280,6 +292,68 @@ def undeclared_memberships(spec: Spec, snap: Snapshot) -> list[MembershipState]:
         for m in snap.memberships
         if m.via is None and m.role in managed and not allowed_membership(spec, snap, m)
     ]
+
+
+def expected_privileged(spec: Spec, snap: Snapshot) -> set[str]:
+    """Roles the inventory accepts as able to bypass privileges: the deploy's own admin, and
+    ``pg_privileged_roles`` (a managed provider's admin role, say)."""
+    return {snap.current_user, *spec.privileged_roles}
+
+
+@dataclass(frozen=True, order=True)
+class Ownership:
+    """An object of the database owned by a role that is not declared as its owner.
+
+    ``keyword`` is what ALTER takes (SCHEMA, TABLE, VIEW, MATERIALIZED VIEW, FOREIGN TABLE,
+    SEQUENCE, ROUTINE); ``schema`` is None for a schema itself; ``args`` a routine's identity
+    arguments as the catalog formats them.
+    """
+
+    keyword: str
+    schema: str | None
+    name: str
+    owner: str
+    args: str = ""
+
+    @property
+    def target(self) -> list[str]:
+        return [self.schema, self.name] if self.schema else [self.name]
+
+    def object_text(self) -> str:
+        """``schema reports``, ``table public.t``, ``function public.f(integer)``."""
+        name = ".".join(self.target)
+        if self.keyword == "ROUTINE":
+            return f"function {name}({self.args})"
+        return f"{self.keyword.lower()} {name}"
+
+
+def undeclared_owners(spec: Spec, snap: Snapshot) -> list[Ownership]:
+    """Who owns what, against the declaration: the owner role owns every object of the app's
+    schema, every other schema of the database (``public`` may stay with pg_database_owner,
+    which is the owner) and every object in them. Outside the app's schema, what the admin or a
+    ``pg_privileged_roles`` role owns is left to them (they bypass privileges anyway). Sequences
+    owned by a table follow it; the app's schema itself is the schema step's, and extension
+    members are PostgreSQL's. Schemas come first: the owner needs CREATE on a schema to take
+    over its objects."""
+    app = spec.schema_name
+    exempt = {spec.owner, *expected_privileged(spec, snap)}
+    out = [
+        Ownership("SCHEMA", None, schema.name, schema.owner)
+        for schema in snap.schemas.values()
+        if schema.name != app and schema.owner not in exempt | {DATABASE_OWNER_ROLE}
+    ]
+    for rel in snap.relations:
+        if rel.owner == spec.owner or (rel.schema != app and rel.owner in exempt):
+            continue
+        if rel.kind == "sequence" and rel.owned_by is not None:
+            continue
+        keyword = RELATION_KEYWORDS.get(rel.relkind, rel.kind.upper())
+        out.append(Ownership(keyword, rel.schema, rel.name, rel.owner))
+    for fn in snap.functions:
+        if fn.owner == spec.owner or (fn.schema != app and fn.owner in exempt):
+            continue
+        out.append(Ownership("ROUTINE", fn.schema, fn.name, fn.owner, fn.args))
+    return sorted(out, key=lambda o: (o.keyword != "SCHEMA", o.schema != app))
 
 
 def predicted_new_database(spec: Spec, snap: Snapshot) -> set[Grant]:

@@ -204,6 +204,23 @@ PATHS: dict[str, AccessPath] = {
         ("ALTER TABLE app.questiondependency OWNER TO {other}",),
         ("table app.questiondependency", "owner", "{other}"),
     ),
+    "table_in_public_owned_by_another_role": AccessPath(
+        (
+            "CREATE TABLE public.pgprov_foreign (x int)",
+            "ALTER TABLE public.pgprov_foreign OWNER TO {other}",
+        ),
+        ("table public.pgprov_foreign", "owner", "{other}"),
+    ),
+    "schema_of_another_role_with_its_objects": AccessPath(
+        (
+            "CREATE SCHEMA pgprov_theirs AUTHORIZATION {other}",
+            "SET ROLE {other}",
+            "CREATE TABLE pgprov_theirs.t (id serial PRIMARY KEY, note text)",
+            "CREATE VIEW pgprov_theirs.v AS SELECT id FROM pgprov_theirs.t",
+            "CREATE FUNCTION pgprov_theirs.f() RETURNS int LANGUAGE sql AS 'SELECT 3'",
+        ),
+        ("schema pgprov_theirs", "owner", "{other}"),
+    ),
     "a_role_really_named_public": AccessPath(
         (
             'CREATE ROLE "PUBLIC" NOLOGIN',
@@ -263,3 +280,16 @@ def test_undeclared_path_is_named_closed_by_one_deploy_and_then_stays_closed(
     clean = verify(env.inventory, "--no-probes")
     assert clean.returncode == 0, "\n".join(drift_lines(clean.stdout)) or clean.stderr
     assert re.search(r"^\d+ checks, 0 differences$", clean.stdout, re.M)
+    # Nobody but the owner role (and the admin) owns anything in the database any more.
+    with pg_server.connect(env.names.database) as conn:
+        left = conn.execute(OWNED_BY_OTHER, {"role": env.names.role("other")}).fetchall()
+    assert left == [], left
+
+
+OWNED_BY_OTHER = """
+SELECT 'schema ' || nspname FROM pg_namespace WHERE nspowner::regrole::text = %(role)s
+UNION ALL
+SELECT 'relation ' || oid::regclass::text FROM pg_class WHERE relowner::regrole::text = %(role)s
+UNION ALL
+SELECT 'routine ' || oid::regprocedure::text FROM pg_proc WHERE proowner::regrole::text = %(role)s
+"""

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from deploy.audit import access_checks, bypass_checks, membership_checks
-from deploy.privileges import Grant, current_grants, diff, wanted_grants
+from deploy.audit import access_checks, bypass_checks, membership_checks, ownership_checks
+from deploy.privileges import Grant, current_grants, diff, undeclared_owners, wanted_grants
 from deploy.render import render
 from deploy.spec import SpecError
 from deploy.state import (
@@ -21,6 +21,7 @@ from deploy.state import (
     MembershipState,
     PrivilegedRole,
     RelationState,
+    SchemaState,
     Snapshot,
 )
 from tests.unit.test_plan import (
@@ -251,6 +252,74 @@ def test_every_object_kind_in_the_schema_is_handed_to_the_owner() -> None:
         'ALTER VIEW "app"."v" OWNER TO "app_migrator";',
         'ALTER ROUTINE "app"."f"() OWNER TO "app_migrator";',
     ]
+
+
+def foreign_owned(**changes: object) -> Snapshot:
+    """A converged split environment plus a schema of another role's, with its objects, and
+    objects in ``public`` owned by the admin, another role and the owner."""
+    base = converged_split()
+    snap = dataclasses.replace(
+        base,
+        schemas={**base.schemas, "side": SchemaState("side", "other")},
+        relations=(
+            *base.relations,
+            RelationState("public", "admins", "table", "postgres", relkind="r"),
+            RelationState("public", "mine", "table", MIGRATOR, relkind="r"),
+            RelationState("public", "theirs", "table", "other", relkind="r"),
+            RelationState("side", "m", "table", "other", relkind="m"),
+            RelationState("side", "t_id_seq", "sequence", "other", owned_by="t", relkind="S"),
+            RelationState("side", "t", "table", "other", relkind="p"),
+        ),
+        functions=(
+            FunctionState("side", "f", "n integer", "f", "other", False, ()),
+            FunctionState("public", "g", "", "f", "postgres", False, ()),
+        ),
+    )
+    return dataclasses.replace(snap, **changes)
+
+
+def test_other_schemas_and_their_objects_belong_to_the_owner() -> None:
+    owners = [sql for _, sql in items_of(plan_for(split_spec(), foreign_owned())) if "OWNER" in sql]
+    assert owners == [
+        'ALTER SCHEMA "side" OWNER TO "app_migrator";',
+        'ALTER TABLE "public"."theirs" OWNER TO "app_migrator";',
+        'ALTER MATERIALIZED VIEW "side"."m" OWNER TO "app_migrator";',
+        'ALTER TABLE "side"."t" OWNER TO "app_migrator";',
+        'ALTER ROUTINE "side"."f"(n integer) OWNER TO "app_migrator";',
+    ]
+
+
+def test_what_the_admin_or_a_declared_privileged_role_owns_outside_the_app_is_theirs() -> None:
+    snap = foreign_owned(current_user="rdsadmin")
+    fixes = {o.object_text(): o.owner for o in undeclared_owners(split_spec(), snap)}
+    assert fixes["table public.admins"] == "postgres"
+    assert fixes["function public.g()"] == "postgres"
+    declared = split_spec(pg_privileged_roles=["postgres"])
+    fixes = {o.object_text() for o in undeclared_owners(declared, snap)}
+    assert "table public.admins" not in fixes and "function public.g()" not in fixes
+    # In the app's schema the admin is no exception.
+    in_app = dataclasses.replace(
+        snap, relations=(*snap.relations, RelationState("app", "x", "table", "postgres"))
+    )
+    assert "table app.x" in {o.object_text() for o in undeclared_owners(declared, in_app)}
+
+
+def test_foreign_owners_are_drift_rows_and_access_rows_name_what_a_role_owns() -> None:
+    snap = foreign_owned()
+    drift = [c for c in ownership_checks("db1", split_spec(), snap) if c.is_difference]
+    assert [(c.object, c.declared, c.actual) for c in drift] == [
+        ("schema side", MIGRATOR, "other"),
+        ("table public.theirs", MIGRATOR, "other"),
+        ("materialized view side.m", MIGRATOR, "other"),
+        ("table side.t", MIGRATOR, "other"),
+        ("function side.f(n integer)", MIGRATOR, "other"),
+    ]
+    rows = {c.subject: c for c in access_checks("db1", split_spec(), snap)}
+    assert rows["other"].actual == "owner of schema, table x3, sequence, function"
+    assert rows["postgres"].actual == "owner of table, function"
+    clean = ownership_checks("db1", split_spec(), converged_split())
+    assert not [c for c in clean if c.is_difference]
+    assert not [c for c in clean if "public" in c.object]
 
 
 def test_reader_gets_connect_usage_select_and_default_select_and_nothing_else() -> None:
