@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,6 +101,63 @@ def test_on_a_shared_server_the_fixture_uses_private_names_and_drops_them(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", timeout=600)
     result.assert_outcomes(passed=3)
     assert prefixed_objects(pg_server, "") == before  # every role and database as it was
+
+
+FROM_THE_WHEEL = """
+import os
+from pathlib import Path
+
+import deploy.render
+
+
+def test_pgprov_is_the_installed_one_not_a_checkout():
+    site = Path(os.environ["PGPROV_WHEEL_SITE"])
+    assert Path(deploy.render.__file__).is_relative_to(site)
+    assert (deploy.render.TEMPLATE_DIR / "inspect.sql.j2").is_file()
+"""
+
+# What a wheel is built from: the packages pyproject.toml lists, nothing of the checkout's
+# state (.venv, .pgdata, caches); building in a copy leaves no build/ in the repository.
+WHEEL_SOURCES = ("pyproject.toml", "deploy", "app_schema", "inventories", "sql_templates")
+
+
+def pip(args: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_installed_wheel_carries_everything_the_plugin_needs(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The service installs pgprov as a dependency, without a checkout: its pytest plugin must
+    find the SQL templates and the migrations inside the installed package."""
+    source = tmp_path / "src"
+    for name in WHEEL_SOURCES:
+        if (REPO / name).is_dir():
+            shutil.copytree(
+                REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            source.mkdir(exist_ok=True)
+            shutil.copy(REPO / name, source / name)
+    pip(["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(source)])
+    (wheel,) = tmp_path.glob("pgprov-*.whl")
+    site = tmp_path / "site"
+    pip(["install", "--no-deps", "--no-index", "--target", str(site), str(wheel)])
+    templates = sorted(p.name for p in (site / "sql_templates").glob("*.sql.j2"))
+    assert templates == sorted(p.name for p in (REPO / "sql_templates").glob("*.sql.j2"))
+
+    pytester.makepyfile(test_service=CONSUMER, test_installed=FROM_THE_WHEEL)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    monkeypatch.setenv("PGPROV_WHEEL_SITE", str(site))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", timeout=600)
+    result.assert_outcomes(passed=4)
 
 
 SLOW_CONSUMER = """
