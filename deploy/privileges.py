@@ -332,9 +332,9 @@ def undeclared_owners(spec: Spec, snap: Snapshot) -> list[Ownership]:
     schema, every other schema of the database (``public`` may stay with pg_database_owner,
     which is the owner) and every object in them. Outside the app's schema, what the admin or a
     ``pg_privileged_roles`` role owns is left to them (they bypass privileges anyway). Sequences
-    owned by a table follow it; the app's schema itself is the schema step's, and extension
-    members are PostgreSQL's. Schemas come first: the owner needs CREATE on a schema to take
-    over its objects."""
+    owned by a table follow it; the app's schema itself is the schema step's; routines of an
+    extension are not in the snapshot (an extension's tables are, and are judged like any
+    other). Schemas come first: the owner needs CREATE on a schema to take over its objects."""
     app = spec.schema_name
     exempt = {spec.owner, *expected_privileged(spec, snap)}
     out = [
