@@ -178,6 +178,19 @@ def run_cli(
     )
 
 
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` from the repository, as CI runs the audit and verify."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def snapshot(server: Server, env: DeployEnv) -> Snapshot:
     """The same catalog snapshot the deploy reads, taken with psql as the superuser (with
     its ``password_key``, so ``stored_password_matches`` works on its roles). One key per

@@ -7,10 +7,8 @@ the audit runs as users run it (``python -m deploy.audit <inventory>``).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.deploykit import REPO, DeployEnv, env_data, run_api, write_inventory
+from tests.deploykit import DeployEnv, env_data, run_api, run_module, write_inventory
 from tests.pgserver import Names, Server
 
 Seed = Callable[[Server, Names], None]
@@ -32,15 +30,7 @@ def provision(server: Server, names: Names, tmp_path: Path, **kwargs) -> tuple[D
 
 
 def run_audit(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "deploy.audit", str(inventory), *args],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_module("deploy.audit", str(inventory), *args)
 
 
 def rows(output: str) -> list[list[str]]:

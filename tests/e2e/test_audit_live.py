@@ -5,13 +5,9 @@ application's queries never queue behind the audit for longer.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.deploykit import REPO, env_data, run_api, write_inventory
+from tests.deploykit import env_data, run_api, run_module, write_inventory
 from tests.e2e.helpers import superuser_sql
 from tests.e2e.traffic import AppReader, Blocker
 
@@ -31,15 +27,7 @@ def test_allowed_truncate_probe_never_blocks_readers_longer_than_lock_timeout(
     blocker = Blocker(pg_server, env, "SELECT FROM app.checklist LIMIT 1")
     try:
         with AppReader(pg_server, env, "SELECT count(*) FROM app.checklist") as reader:
-            proc = subprocess.run(
-                [sys.executable, "-m", "deploy.audit", str(inventory)],
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
+            proc = run_module("deploy.audit", str(inventory))
     finally:
         blocker.release()
 

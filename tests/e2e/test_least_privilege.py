@@ -9,10 +9,8 @@ send no DDL, and the audit must be clean again.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.deploykit import REPO, DeployEnv, env_data, run_api, write_inventory
+from tests.deploykit import DeployEnv, env_data, run_api, run_module, write_inventory
 from tests.e2e.helpers import identifiers
 from tests.pgserver import Names, Server, drop_prefixed
 
@@ -56,15 +54,7 @@ def env(pg_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def verify(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m deploy.verify <inventory>`` as CI runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "deploy.verify", str(inventory), *args],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_module("deploy.verify", str(inventory), *args)
 
 
 def drift_lines(output: str) -> list[str]:

@@ -8,9 +8,7 @@ identity tool or a DBA would add it) is what the tests log in as.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +18,12 @@ import pytest
 from psycopg import errors, sql
 
 from tests.deploykit import (
-    REPO,
     DeployEnv,
     env_data,
     login,
     run_api,
     run_cli,
+    run_module,
     snapshot,
     write_inventory,
 )
@@ -78,15 +76,7 @@ def as_member(server: Server, r: Readers) -> psycopg.Connection:
 
 
 def audit(r: Readers, data: dict) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "deploy.verify", str(write_inventory(r.directory, data))],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_module("deploy.verify", str(write_inventory(r.directory, data)))
 
 
 def test_reader_is_a_nologin_group_created_by_the_deploy(pg_server: Server, readers: Readers):
