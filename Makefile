@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 
 deploy: venv
 	$(BIN)/pyinfra -y $(INVENTORY) deploy/provision.py
-	@$(BIN)/python -m deploy.urls $(INVENTORY)
+	@$(BIN)/python -m deploy.local.urls $(INVENTORY)
 
 # pgprov-plan prepares the same deploy as `pyinfra --dry`; exit 1 (changes pending) is a plan, not a failure.
 plan: venv
@@ -29,7 +29,7 @@ verify: venv
 	$(BIN)/pgprov-verify $(INVENTORY) $(VERIFY_ARGS)
 
 reset: venv
-	$(BIN)/python -m deploy.reset $(INVENTORY)
+	$(BIN)/python -m deploy.local.reset $(INVENTORY)
 	$(BIN)/pyinfra -y $(INVENTORY) deploy/provision.py
 
 test: venv
@@ -52,4 +52,4 @@ bench-deploy: venv
 	$(BIN)/python bench/deploy.py
 
 stop: venv
-	$(BIN)/python -m deploy.embedded stop
+	$(BIN)/python -m deploy.local.embedded stop

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pyinfra.api.exceptions import InventoryError
 
-from deploy.embedded import ClusterError, ensure_local_server, local_secret
+from deploy.local.embedded import ClusterError, ensure_local_server, local_secret
 from inventories.common import GIN_OPCLASS, admin_from_libpq, inventory_name, target
 
 ROOT = Path(__file__).resolve().parent.parent / ".pgdata"

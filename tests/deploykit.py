@@ -18,9 +18,9 @@ from typing import Any
 
 import psycopg
 
-from deploy.secrets import new_password_key
-from deploy.spec import build_spec
-from deploy.state import Snapshot
+from deploy.catalog.state import Snapshot
+from deploy.model.secrets import new_password_key
+from deploy.model.spec import build_spec
 from tests.pgserver import Names, Server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def run_api(data: dict[str, Any], *, dry: bool = False) -> DeployResult:
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
 
-    from deploy.environment import environment
+    from deploy.steps.environment import environment
 
     inventory = Inventory((["@local"], data))
     state = State(inventory, Config())
@@ -197,7 +197,7 @@ def snapshot(server: Server, env: DeployEnv) -> Snapshot:
     test process, so two snapshots of an unchanged password compare equal."""
     import dataclasses
 
-    from deploy.facts import inspect_script
+    from deploy.catalog.facts import inspect_script
 
     key = SNAPSHOT_KEY
 

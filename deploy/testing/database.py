@@ -77,8 +77,8 @@ def deploy(data: dict[str, Any]) -> None:
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
 
-    from deploy.environment import environment
-    from deploy.facts import run_memory
+    from deploy.catalog.facts import run_memory
+    from deploy.steps.environment import environment
 
     inventory = Inventory((["@local"], data))
     state = State(inventory, Config())

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from deploy.embedded import LocalCluster
+from deploy.local.embedded import LocalCluster
 
 
 class BackendUnavailable(RuntimeError):

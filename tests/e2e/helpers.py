@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from psycopg import sql
 
-from deploy.migrate import migration_files, model_tables
-from deploy.state import AclEntry, Snapshot
+from deploy.catalog.state import AclEntry, Snapshot
+from deploy.migrate.upgrade import migration_files, model_tables
 from tests.deploykit import DeployEnv, env_data, run_api
 from tests.pgserver import Names, Server, drop_prefixed
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from deploy.state import PUBLIC
+from deploy.catalog.state import PUBLIC
 from tests.deploykit import DeployEnv, env_data, login, run_api, secret_file, snapshot
 from tests.deploykit import write_inventory as write_single_inventory
 from tests.e2e.clusters import cluster_objects, create_admin, host_outcomes, run_audit, run_pyinfra

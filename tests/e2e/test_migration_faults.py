@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from deploy.migrate import MIGRATION_LOCK_KEY, MigrationError, Target, run_child
+from deploy.migrate.upgrade import MIGRATION_LOCK_KEY, MigrationError, Target, run_child
 from tests.deploykit import env_data, run_api, run_cli
 from tests.e2e.helpers import combined
 from tests.e2e.migration_helpers import (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.psql import local_psql
+from deploy.catalog.psql import local_psql
 from tests.deploykit import DeployEnv, run_cli
 from tests.e2e.helpers import combined, provisioned
 from tests.pgserver import Server

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from deploy.secrets import stored_password_matches
-from deploy.state import PUBLIC, AclEntry, Snapshot
+from deploy.catalog.state import PUBLIC, AclEntry, Snapshot
+from deploy.model.secrets import stored_password_matches
 from tests.deploykit import DeployEnv as DeployEnv
 from tests.deploykit import env_data, login, run_api, run_cli, snapshot
 from tests.e2e.helpers import (

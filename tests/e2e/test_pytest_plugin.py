@@ -107,13 +107,13 @@ FROM_THE_WHEEL = """
 import os
 from pathlib import Path
 
-import deploy.render
+import deploy.sql.render
 
 
 def test_pgprov_is_the_installed_one_not_a_checkout():
     site = Path(os.environ["PGPROV_WHEEL_SITE"])
-    assert Path(deploy.render.__file__).is_relative_to(site)
-    assert (deploy.render.TEMPLATE_DIR / "inspect.sql.j2").is_file()
+    assert Path(deploy.sql.render.__file__).is_relative_to(site)
+    assert (deploy.sql.render.TEMPLATE_DIR / "inspect.sql.j2").is_file()
 """
 
 # What a wheel is built from: the packages pyproject.toml lists, nothing of the checkout's
@@ -225,7 +225,7 @@ def test_a_terminated_consumer_session_stops_its_server(tmp_path: Path) -> None:
 
 def test_plugin_import_is_cheap_and_starts_nothing() -> None:
     """Loaded by every pytest run of an environment where pgprov is installed (this repo's too)."""
-    heavy = ("pyinfra", "psycopg", "deploy.embedded", "testcontainers", "docker", "tortoise")
+    heavy = ("pyinfra", "psycopg", "deploy.local.embedded", "testcontainers", "docker", "tortoise")
     probe = (
         "import sys, deploy.testing.plugin\n"
         f"print(','.join(m for m in {heavy!r} if m in sys.modules))"

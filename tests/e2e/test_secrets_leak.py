@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.psql import PSQL_FLAGS, local_psql
-from deploy.render import ENV, render
-from deploy.secrets import scram_verifier, verifier_matches
+from deploy.catalog.psql import PSQL_FLAGS, local_psql
+from deploy.model.secrets import scram_verifier, verifier_matches
+from deploy.sql.render import ENV, render
 from tests.deploykit import (
     PYINFRA,
     REPO,
@@ -169,7 +169,7 @@ def test_no_verifier_in_pyinfra_output(capture: Capture):
 
 def test_the_server_logged_the_deploy_but_not_its_password_statements(capture: Capture):
     log = capture.server_log
-    # The database transaction's grants run inside the lock-retry block (deploy/locks.py).
+    # The database transaction's grants run inside the lock-retry block (deploy/sql/locks.py).
     assert "statement: DO" in log and "\tGRANT " in log, (
         "log_statement = 'all' did not log the deploy"
     )
@@ -202,7 +202,9 @@ def test_no_verifier_in_pg_stat_statements(capture: Capture):
 def test_no_plaintext_password_in_any_process_argv(capture: Capture, secret: str):
     execs = [line for line in capture.trace.splitlines() if "execve(" in line]
     assert any("psql" in line for line in execs), "strace did not see psql started"
-    assert any("deploy.migrate" in line for line in execs), "strace did not see the migrator"
+    assert any("deploy.migrate.upgrade" in line for line in execs), (
+        "strace did not see the migrator"
+    )
     leaks = sum(capture.passwords[secret] in line for line in execs)
     assert leaks == 0, f"the {secret} password is in {leaks} execve argv"
 

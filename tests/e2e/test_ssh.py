@@ -31,9 +31,9 @@ from typing import Any
 
 import pytest
 
-from deploy.embedded import free_port
-from deploy.spec import GIN_INDEX, GIN_TABLE
-from deploy.state import PUBLIC, Snapshot
+from deploy.catalog.state import PUBLIC, Snapshot
+from deploy.local.embedded import free_port
+from deploy.model.spec import GIN_INDEX, GIN_TABLE
 from tests import deploykit
 from tests.deploykit import login, snapshot, stored_verifiers
 from tests.e2e.helpers import (

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from deploy.embedded import free_port
+from deploy.local.embedded import free_port
 from tests.deploykit import env_data, run_api, write_inventory
 from tests.pgserver import Names, Server
 

@@ -7,7 +7,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from deploy.secrets import Secret, scram_verifier, verifier_matches
+from deploy.model.secrets import Secret, scram_verifier, verifier_matches
 from tests.pgserver import Names, Server
 
 pytestmark = pytest.mark.db

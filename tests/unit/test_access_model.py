@@ -8,11 +8,9 @@ import json
 
 import pytest
 
-from deploy.audit import access_checks, bypass_checks, membership_checks, ownership_checks
-from deploy.privileges import Grant, current_grants, diff, undeclared_owners, wanted_grants
-from deploy.render import render
-from deploy.spec import SpecError
-from deploy.state import (
+from deploy.access.privileges import Grant, current_grants, diff, undeclared_owners, wanted_grants
+from deploy.audit.audit import access_checks, bypass_checks, membership_checks, ownership_checks
+from deploy.catalog.state import (
     PUBLIC,
     AclEntry,
     ColumnAclState,
@@ -24,6 +22,8 @@ from deploy.state import (
     SchemaState,
     Snapshot,
 )
+from deploy.model.spec import SpecError
+from deploy.sql.render import render
 from tests.unit.test_plan import (
     MIGRATOR,
     RUNTIME,
@@ -141,7 +141,7 @@ def test_grantee_filter_writes_the_keyword_only_for_the_pseudo_role() -> None:
 
 
 def _group(object_type: str, grantee: str):
-    from deploy.privileges import GrantGroup
+    from deploy.access.privileges import GrantGroup
 
     return GrantGroup(object_type, "app", "checklistresponse", ("SELECT",), grantee)
 

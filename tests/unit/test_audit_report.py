@@ -1,4 +1,4 @@
-"""The audit report formats (deploy/report.py): pure functions over check rows, no database."""
+"""The audit report formats (deploy/audit/report.py): pure functions over check rows, no database."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
-from deploy.report import FORMATS, Check, render_report, summary
+from deploy.audit.report import FORMATS, Check, render_report, summary
 
 CHECKS = [
     Check.compare(

@@ -8,10 +8,16 @@ import dataclasses
 
 import pytest
 
-from deploy.gin import GIN_LOCK_KEY, TEMP_INDEX, IndexPlanError, expected_definition, gin_items
-from deploy.migrate import bookkeeping_revoke_sql
-from deploy.spec import GIN_INDEX, Spec
-from deploy.state import IndexState, Snapshot
+from deploy.catalog.state import IndexState, Snapshot
+from deploy.migrate.upgrade import bookkeeping_revoke_sql
+from deploy.model.spec import GIN_INDEX, Spec
+from deploy.steps.gin import (
+    GIN_LOCK_KEY,
+    TEMP_INDEX,
+    IndexPlanError,
+    expected_definition,
+    gin_items,
+)
 from tests.unit.test_plan import converged_split, single_spec, split_spec
 
 JSONB_OPS = (

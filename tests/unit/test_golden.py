@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy.gin import TEMP_INDEX, gin_items
-from deploy.migrate import bookkeeping_revoke_sql
-from deploy.plan import Item, Plan, build_plan
-from deploy.spec import GIN_INDEX, Spec
-from deploy.state import IndexState, Snapshot
+from deploy.catalog.state import IndexState, Snapshot
+from deploy.migrate.upgrade import bookkeeping_revoke_sql
+from deploy.model.spec import GIN_INDEX, Spec
+from deploy.steps.gin import TEMP_INDEX, gin_items
+from deploy.steps.plan import Item, Plan, build_plan
 from tests.unit.test_plan import fresh_snapshot, single_spec, split_spec
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

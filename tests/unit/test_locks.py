@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from deploy.locks import (
+from deploy.model.spec import SpecError, build_spec
+from deploy.sql.locks import (
     LockPolicy,
     LockTimeout,
     dollar_tag,
     retry_on_lock_timeout,
     with_lock_retries,
 )
-from deploy.spec import SpecError, build_spec
 from tests.unit.test_plan import split_spec
 
 BASE: dict[str, Any] = {

@@ -15,11 +15,7 @@ from typing import Any
 
 import pytest
 
-from deploy.locks import session_setup
-from deploy.plan import Plan, build_plan
-from deploy.secrets import StoredPassword
-from deploy.spec import Spec, build_spec
-from deploy.state import (
+from deploy.catalog.state import (
     PUBLIC,
     AclEntry,
     DatabaseState,
@@ -29,6 +25,10 @@ from deploy.state import (
     SchemaState,
     Snapshot,
 )
+from deploy.model.secrets import StoredPassword
+from deploy.model.spec import Spec, build_spec
+from deploy.sql.locks import session_setup
+from deploy.steps.plan import Plan, build_plan
 
 DB = "hinfelaar_fastapi"
 MIGRATOR = "app_migrator"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deploy.planreport import (
+from deploy.audit.planreport import (
     Change,
     HostPlan,
     PlanReport,

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from deploy.privileges import (
+from deploy.access.privileges import (
     Grant,
     current_grants,
     diff,
@@ -14,7 +14,7 @@ from deploy.privileges import (
     predicted_new_database,
     wanted_grants,
 )
-from deploy.state import PUBLIC, AclEntry, DefaultAclState, RelationState
+from deploy.catalog.state import PUBLIC, AclEntry, DefaultAclState, RelationState
 from tests.unit.test_plan import (
     DB,
     MIGRATOR,

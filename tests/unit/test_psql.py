@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from deploy.psql import (
+from deploy.catalog.psql import (
     admin_password,
     passfile_password,
     psql_argv,
     shell_command,
     stdin_for,
 )
-from deploy.secrets import Secret, SecretError, parse_secret_ref
-from deploy.spec import AdminConnection
+from deploy.model.secrets import Secret, SecretError, parse_secret_ref
+from deploy.model.spec import AdminConnection
 
 PASSWORD = "s3cr3t pass'word"
 ADMIN = AdminConnection(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import jinja2
 
-from deploy.render import ENV, _bytecode_cache, _BytecodeCache
+from deploy.sql.render import ENV, _bytecode_cache, _BytecodeCache
 
 
 class Counting(jinja2.Environment):

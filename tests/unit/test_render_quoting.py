@@ -1,6 +1,6 @@
 """The quoting filters render exactly what psycopg's sql.Identifier and sql.Literal render.
 
-deploy/render.py spells out psycopg's escaping for identifiers and plain strings, so that a
+deploy/sql/render.py spells out psycopg's escaping for identifiers and plain strings, so that a
 converged deploy does not import psycopg; these tests hold the two byte-for-byte equal, on
 hand-picked hostile values and on a few thousand random ones.
 """
@@ -14,7 +14,7 @@ import sys
 import pytest
 from psycopg import sql
 
-from deploy.render import ident, literal
+from deploy.sql.render import ident, literal
 
 HOSTILE = [
     "app",
@@ -67,8 +67,8 @@ def test_literal_refuses_a_nul_character_as_psycopg_does() -> None:
 def test_rendering_a_catalog_query_does_not_import_psycopg() -> None:
     code = (
         "import sys\n"
-        "from deploy.facts import inspect_script\n"
-        "from deploy.spec import build_spec\n"
+        "from deploy.catalog.facts import inspect_script\n"
+        "from deploy.model.spec import build_spec\n"
         "spec = build_spec({'pg_environment': 'local', 'pg_profile': 'split', "
         "'pg_runtime': 'it_s', 'pg_migrator_password': 'literal:a', "
         "'pg_runtime_password': 'literal:b', "

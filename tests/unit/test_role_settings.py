@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from deploy.audit import role_checks, setting_checks
-from deploy.inventory import load_specs
-from deploy.settings import check_input, settings_problem
-from deploy.spec import SpecError
-from deploy.state import SettingCheck, Snapshot
+from deploy.access.settings import check_input, settings_problem
+from deploy.audit.audit import role_checks, setting_checks
+from deploy.catalog.state import SettingCheck, Snapshot
+from deploy.model.inventory import load_specs
+from deploy.model.spec import SpecError
 from tests.unit.test_plan import (
     DB,
     MIGRATOR,

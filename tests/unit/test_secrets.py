@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.secrets import (
+from deploy.model.secrets import (
     Secret,
     SecretError,
     SecretRef,

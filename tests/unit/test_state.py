@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from deploy.secrets import StoredPassword
-from deploy.state import AclEntry, Snapshot, SnapshotError
+from deploy.catalog.state import AclEntry, Snapshot, SnapshotError
+from deploy.model.secrets import StoredPassword
 
 CLUSTER = {
     "cluster": {

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-import deploy.tunnel
-from deploy.tunnel import forward
+import deploy.catalog.tunnel
+from deploy.catalog.tunnel import forward
 
 
 def echo(sock: socket.socket) -> None:
@@ -99,7 +99,9 @@ def test_tunnel_closed_before_its_thread_runs_ends_cleanly(
     failures: list[BaseException | None] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(args.exc_value))
     monkeypatch.setattr(
-        deploy.tunnel, "threading", SimpleNamespace(Thread=LateThread, Event=threading.Event)
+        deploy.catalog.tunnel,
+        "threading",
+        SimpleNamespace(Thread=LateThread, Event=threading.Event),
     )
     with forward(EchoTransport(), "db", 5432):
         pass

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from deploy.locks import LockPolicy, session_setup, with_lock_retries
-from deploy.privileges import (
+from deploy.access.privileges import (
     PUBLIC,
     GrantGroup,
     current_grants,
@@ -24,17 +23,18 @@ from deploy.privileges import (
     undeclared_owners,
     wanted_grants,
 )
-from deploy.render import render
-from deploy.secrets import StoredPassword
-from deploy.settings import (
+from deploy.access.settings import (
     NOT_SET,
     UNLIMITED,
     describe_limit,
     setting_rows,
     wanted_connection_limit,
 )
-from deploy.spec import Spec
-from deploy.state import RoleState, Snapshot
+from deploy.catalog.state import RoleState, Snapshot
+from deploy.model.secrets import StoredPassword
+from deploy.model.spec import Spec
+from deploy.sql.locks import LockPolicy, session_setup, with_lock_retries
+from deploy.sql.render import render
 
 # Constant advisory lock key shared by every pgprov deploy ("pgpr").
 LOCK_KEY = 0x70677072

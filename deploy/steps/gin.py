@@ -11,10 +11,10 @@ under a temporary name and swapped in. A valid temporary index with the declared
 
 from __future__ import annotations
 
-from deploy.locks import LockPolicy, session_setup
-from deploy.plan import Item, make_item
-from deploy.spec import GIN_COLUMN, GIN_INDEX, GIN_TABLE, Spec
-from deploy.state import IndexState, Snapshot
+from deploy.catalog.state import IndexState, Snapshot
+from deploy.model.spec import GIN_COLUMN, GIN_INDEX, GIN_TABLE, Spec
+from deploy.sql.locks import LockPolicy, session_setup
+from deploy.steps.plan import Item, make_item
 
 TEMP_INDEX = GIN_INDEX + "_new"
 # The index step's session advisory lock ("pggi"); not the provisioning key, so that a
@@ -48,7 +48,7 @@ def matches(spec: Spec, index: IndexState) -> bool:
 
 def gin_items(spec: Spec, snap: Snapshot, *, table_will_exist: bool) -> list[Item]:
     """The index step as one item: what the snapshot says it will do, and the script, which
-    decides again from the catalog once it holds the GIN lock (deploy/locks.py)."""
+    decides again from the catalog once it holds the GIN lock (deploy/sql/locks.py)."""
     if not snap.gin_table_exists and not table_will_exist:
         raise IndexPlanError(
             f"{spec.host}: table {spec.schema_name}.{GIN_TABLE} does not exist and no pending "

@@ -20,13 +20,13 @@ from typing import Any
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
-from deploy.locks import session_setup
-from deploy.psql import Stdin, admin_password, local_psql, shell_command, stdin_for
-from deploy.render import render
-from deploy.secrets import new_password_key
-from deploy.settings import check_input
-from deploy.spec import GIN_INDEX, GIN_TABLE, Spec
-from deploy.state import Snapshot, SnapshotError
+from deploy.access.settings import check_input
+from deploy.catalog.psql import Stdin, admin_password, local_psql, shell_command, stdin_for
+from deploy.catalog.state import Snapshot, SnapshotError
+from deploy.model.secrets import new_password_key
+from deploy.model.spec import GIN_INDEX, GIN_TABLE, Spec
+from deploy.sql.locks import session_setup
+from deploy.sql.render import render
 
 _RUN_MEMORY: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
@@ -123,7 +123,7 @@ def snapshot(host: Any, spec: Spec, *, refresh: bool = False) -> Snapshot | Unre
     cache: dict[str, Snapshot | Unreadable | None] = run_memory(host, "snapshots", dict)
     if refresh or spec.database not in cache:
         key = new_password_key()
-        # Recognisable in pg_stat_activity as the deploy's (deploy/locks.py).
+        # Recognisable in pg_stat_activity as the deploy's (deploy/sql/locks.py).
         args = connection_args(host, spec, session_setup() + inspect_script(spec, key))
         snap = host.get_fact(CatalogSnapshot, _ignore_errors=True, **args)
         if isinstance(snap, Snapshot):

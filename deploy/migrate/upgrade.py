@@ -2,7 +2,7 @@
 
 The deploy decides from the catalog snapshot alone whether anything is pending (the applied
 versions come with it), so a converged run never starts Aerich or Tortoise. When work is
-needed, the upgrade runs in a child process (``python -m deploy.migrate``) that receives its
+needed, the upgrade runs in a child process (``python -m deploy.migrate.upgrade``) that receives its
 connection, password included, as JSON on stdin — never in argv — and holds a session
 advisory lock around Aerich, which takes none, so concurrent deploys apply each migration
 exactly once.
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from app_schema.config import APP_LABEL, MIGRATIONS_LOCATION
-from deploy.spec import DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
+from deploy.model.spec import DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
 
 # Distinct from the provisioning lock, so an upgrade never waits on a deploy's DDL.
 MIGRATION_LOCK_KEY = 0x7067_6D69  # "pgmi"
@@ -87,7 +87,7 @@ class Target:
 async def _upgrade(target: Target) -> list[str]:
     import psycopg
 
-    from deploy.locks import MIGRATION_APPLICATION_NAME
+    from deploy.sql.locks import MIGRATION_APPLICATION_NAME
 
     lock = await psycopg.AsyncConnection.connect(
         host=target.host,
@@ -122,7 +122,7 @@ async def _upgrade_locked(target: Target, lock, settings: dict[str, str]) -> lis
     from tortoise import Tortoise
 
     from app_schema.config import tortoise_config
-    from deploy.locks import LockPolicy, LockTimeout
+    from deploy.sql.locks import LockPolicy, LockTimeout
 
     policy = LockPolicy(target.lock_timeout, target.lock_wait)
     config = tortoise_config(target.url(), target.schema, with_aerich=target.mode == "migrate")
@@ -172,8 +172,8 @@ async def _upgrade_locked(target: Target, lock, settings: dict[str, str]) -> lis
 
 
 async def _retry_async(once, policy) -> None:
-    """deploy.locks.retry_on_lock_timeout for a coroutine: pauses between tries that timed out."""
-    from deploy.locks import LockTimeout
+    """deploy.sql.locks.retry_on_lock_timeout for a coroutine: pauses between tries that timed out."""
+    from deploy.sql.locks import LockTimeout
 
     for pause in policy.pauses():
         try:
@@ -185,7 +185,7 @@ async def _retry_async(once, policy) -> None:
 
 def _lock_timed_out(exc: BaseException) -> bool:
     """Whether a lock wait timed out somewhere in the exception's chain (SQLSTATE 55P03)."""
-    from deploy.locks import LOCK_NOT_AVAILABLE
+    from deploy.sql.locks import LOCK_NOT_AVAILABLE
 
     seen: BaseException | None = exc
     while seen is not None:
@@ -212,7 +212,7 @@ async def _revoke_bookkeeping(lock, target: Target) -> None:
 
 
 def bookkeeping_revoke_sql(schema: str, runtime: str) -> str:
-    from deploy.render import render
+    from deploy.sql.render import render
 
     return render("bookkeeping.sql.j2", schema=schema, table="aerich", runtime=runtime)
 
@@ -334,10 +334,10 @@ class _Server:
         from gevent import subprocess as gsubprocess
 
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = gsubprocess.Popen(
-            [sys.executable, "-m", "deploy.migrate", "--serve"],
+            [sys.executable, "-m", "deploy.migrate.upgrade", "--serve"],
             stdin=gsubprocess.PIPE,
             stdout=gsubprocess.PIPE,
             stderr=gsubprocess.PIPE,
@@ -436,7 +436,7 @@ def run_upgrade(state, host, spec) -> bool:
     """pyinfra callback: upgrade as the owner, through an SSH tunnel when the spec asks."""
     from pyinfra import logger
 
-    from deploy.secrets import resolve
+    from deploy.model.secrets import resolve
 
     password = resolve(spec.passwords[spec.owner]).reveal()
 
@@ -456,7 +456,7 @@ def run_upgrade(state, host, spec) -> bool:
 
     try:
         if spec.tunnel:
-            from deploy.tunnel import forward
+            from deploy.catalog.tunnel import forward
 
             transport = host.connector.client.get_transport()
             with forward(transport, spec.app_host, spec.app_port) as tunnel:
@@ -471,7 +471,7 @@ def run_upgrade(state, host, spec) -> bool:
     except MigrationError as exc:
         message = str(exc)
         if BLOCKERS_PLACEHOLDER in message:
-            from deploy.operations import blocking_sessions
+            from deploy.steps.operations import blocking_sessions
 
             message = message.replace(BLOCKERS_PLACEHOLDER, blocking_sessions(state, host, spec))
         logger.error(f"{host.print_prefix}{message}")

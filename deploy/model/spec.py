@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from deploy.secrets import SecretError, SecretRef, parse_secret_ref
+from deploy.model.secrets import SecretError, SecretRef, parse_secret_ref
 
 IDENT_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # A server setting (GUC): lowercase, optionally one extension prefix (pg_stat_statements.track).
@@ -33,7 +33,7 @@ GIN_COLUMN = "answers"
 RESERVED_ROLES = frozenset({"public", "postgres", "none", "current_user", "session_user"})
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
 SYSTEM_SCHEMAS = frozenset({"public", "information_schema"})
-# Lock discipline against a live database (deploy/locks.py): one wait in the lock queue is
+# Lock discipline against a live database (deploy/sql/locks.py): one wait in the lock queue is
 # at most DEFAULT_LOCK_TIMEOUT; all the retries together at most DEFAULT_LOCK_WAIT.
 DEFAULT_LOCK_TIMEOUT = 0.5
 DEFAULT_LOCK_WAIT = 60.0

@@ -1,11 +1,11 @@
 """pyinfra operations: diff the spec against the catalog snapshot and yield only the SQL needed.
 
-Each operation reads the world through ``deploy.facts.snapshot`` (one query per run), asks
-``deploy.plan`` what to change, shows every item with its one-sentence description and SQL
+Each operation reads the world through ``deploy.catalog.facts.snapshot`` (one query per run), asks
+``deploy.steps.plan`` what to change, shows every item with its one-sentence description and SQL
 (passwords masked) while pyinfra prepares, and yields one psql command whose script arrives
 on stdin. When nothing is needed it says why, through ``host.noop``.
 
-    from deploy import operations
+    from deploy.steps import operations
     operations.provision(spec=spec, name="Provision roles, database, schema and privileges")
 """
 
@@ -17,15 +17,15 @@ from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.state import StateStage
 
-from deploy.facts import Unreadable, connection_args, run_memory, snapshot
-from deploy.gin import IndexPlanError, gin_items
-from deploy.locks import LockPolicy, LockTimeout, blockers_query, retry_on_lock_timeout
-from deploy.migrate import pending_migrations, run_upgrade, warm_up
-from deploy.plan import Item, build_plan
-from deploy.secrets import Secret, resolve, stored_password_matches
-from deploy.settings import settings_problem
-from deploy.spec import Spec
-from deploy.tunnel import endpoint_problem
+from deploy.access.settings import settings_problem
+from deploy.catalog.facts import Unreadable, connection_args, run_memory, snapshot
+from deploy.catalog.tunnel import endpoint_problem
+from deploy.migrate.upgrade import pending_migrations, run_upgrade, warm_up
+from deploy.model.secrets import Secret, resolve, stored_password_matches
+from deploy.model.spec import Spec
+from deploy.sql.locks import LockPolicy, LockTimeout, blockers_query, retry_on_lock_timeout
+from deploy.steps.gin import IndexPlanError, gin_items
+from deploy.steps.plan import Item, build_plan
 
 
 def announce(key: str, items: list[Item], *, show_sql: bool = True) -> None:
@@ -34,7 +34,7 @@ def announce(key: str, items: list[Item], *, show_sql: bool = True) -> None:
     if key in shown:
         return
     shown.add(key)
-    # pgprov-plan reads the items back from here (deploy/planreport.py).
+    # pgprov-plan reads the items back from here (deploy/audit/planreport.py).
     run_memory(host, "plan", list).extend((key, item) for item in items)
     for item in items:
         logger.info(f"{host.print_prefix}  + {item.description}")
@@ -75,7 +75,7 @@ def psql_command(spec: Spec, script: str, *, dbname: str | None = None) -> Strin
 def provision(spec: Spec):
     """Roles, database, schema, privileges, default privileges, search_path and hardening.
 
-    + spec: the validated environment (``deploy.spec.build_spec``)
+    + spec: the validated environment (``deploy.model.spec.build_spec``)
 
     .. code:: python
 
@@ -142,7 +142,7 @@ def _current(spec: Spec) -> tuple[Any, str | None]:
 def schema_work(spec: Spec, snap: Any) -> list[str]:
     """What the schema step will do this run: pending migration files, or generate_schemas."""
     if spec.schema_mode == "generate":
-        from deploy.migrate import model_tables
+        from deploy.migrate.upgrade import model_tables
 
         present = {r.name for r in snap.relations if r.schema == spec.schema_name}
         missing = [t for t in model_tables() if t not in present]
@@ -262,6 +262,6 @@ def _run_psql(state, host, spec: Spec, script: str):
 
 
 def _verifier(secret: Secret) -> str:
-    from deploy.secrets import scram_verifier
+    from deploy.model.secrets import scram_verifier
 
     return scram_verifier(secret)

@@ -11,9 +11,9 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
 
-from deploy import operations
-from deploy.secrets import SecretError, resolve
-from deploy.spec import PASSWORD_KEYS, Spec, SpecError, build_spec
+from deploy.model.secrets import SecretError, resolve
+from deploy.model.spec import PASSWORD_KEYS, Spec, SpecError, build_spec
+from deploy.steps import operations
 
 SCHEMA_STEP = {"migrate": "Aerich migrations", "generate": "generate_schemas (prototype mode)"}
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from deploy.privileges import BOOKKEEPING_TABLE
-from deploy.report import Check
-from deploy.secrets import Secret
-from deploy.spec import Spec
-from deploy.state import Snapshot
+from deploy.access.privileges import BOOKKEEPING_TABLE
+from deploy.audit.report import Check
+from deploy.catalog.state import Snapshot
+from deploy.model.secrets import Secret
+from deploy.model.spec import Spec
 
 GROUP = "probes"
 PROBE_TABLE = "checklist"  # an application table every migrated schema has

@@ -1,0 +1,1 @@
+"""The embedded local environment: its private server, URLs and make reset."""

@@ -1,0 +1,1 @@
+"""The environment as declared: the validated spec, password references, inventory reading. Knows nothing of pyinfra."""
