@@ -1,6 +1,6 @@
 """Drift check between the models and the committed Aerich migrations (no database needed).
 
-Run as ``python -m app_schema.check_migrations`` (``make check-migrations``). It copies the
+Run as ``python -m pgprov.app_schema.check_migrations`` (``make check-migrations``). It copies the
 migrations to a temporary directory, lets Aerich's offline ``migrate`` diff the models against
 the last migration's MODELS_STATE there, and reports:
 
@@ -28,15 +28,14 @@ from typing import Any
 from aerich import Command
 from aerich.migrate import Migrate
 from aerich.utils import get_models_describe, import_py_file
-from tortoise.exceptions import ConfigurationError
-
-from app_schema.config import (
+from pgprov.app_schema.config import (
     APP_LABEL,
     MIGRATIONS_LOCATION,
     MODEL_MODULES,
     OFFLINE_URL,
     tortoise_config,
 )
+from tortoise.exceptions import ConfigurationError
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -122,7 +121,7 @@ def check(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m app_schema.check_migrations",
+        prog="python -m pgprov.app_schema.check_migrations",
         description="Fail when the Tortoise models changed without an Aerich migration.",
     )
     parser.add_argument(

@@ -2,7 +2,7 @@
 
 The deploy builds a config for an explicit connection::
 
-    from app_schema.config import APP_LABEL, MIGRATIONS_LOCATION, tortoise_config
+    from pgprov.app_schema.config import APP_LABEL, MIGRATIONS_LOCATION, tortoise_config
     config = tortoise_config("postgres://app_migrator:...@db:5432/hinfelaar_fastapi", "app")
     command = aerich.Command(tortoise_config=config, app=APP_LABEL, location=MIGRATIONS_LOCATION)
 
@@ -26,9 +26,9 @@ APP_LABEL = "models"
 """Tortoise app label; also Aerich's ``app`` and the name of the migrations subfolder."""
 
 MODEL_MODULES: tuple[str, ...] = (
-    "app_schema.models.user",
-    "app_schema.models.rating",
-    "app_schema.models.checklist",
+    "pgprov.app_schema.models.user",
+    "pgprov.app_schema.models.rating",
+    "pgprov.app_schema.models.checklist",
 )
 """The service's model modules, in a stable order (Aerich's diffs depend on it)."""
 

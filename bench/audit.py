@@ -1,4 +1,4 @@
-"""Benchmark of the audit on a large schema: `python -m deploy.audit.audit` wall time, medians.
+"""Benchmark of the audit on a large schema: `python -m pgprov.audit.audit` wall time, medians.
 
     PYTHONPATH=. .venv/bin/python bench/audit.py [--runs 7] [--pg 15|18] [--tables 1000]
 
@@ -104,7 +104,7 @@ def main() -> int:
         timed([PYINFRA, "-y", str(inv), "deploy/provision.py"])
         extra_tables(server, args.tables)
         timed([PYINFRA, "-y", str(inv), "deploy/provision.py"])
-        audit = [PYTHON, "-m", "deploy.audit.audit", str(inv)]
+        audit = [PYTHON, "-m", "pgprov.audit.audit", str(inv)]
         for _ in range(args.runs):
             for tag, repo in repos.items():
                 # A baseline may judge this checkout's catalog differently: time, not verdict.

@@ -72,7 +72,7 @@ class Shim:
     wrapper a DBA types), ``psql-direct`` runs the client binary the deploy itself picks."""
 
     def __init__(self, directory: Path) -> None:
-        from deploy.catalog.psql import local_psql
+        from pgprov.catalog.psql import local_psql
 
         self.directory = directory
         self.log = directory / "psql.count"
@@ -164,8 +164,8 @@ def run_deploy(
 
 def floor_script(prefix: str) -> str:
     """The end state as static, idempotent SQL (what a careful DBA would write once)."""
-    from app_schema.config import MIGRATIONS_LOCATION
-    from deploy.migrate.upgrade import migration_files
+    from pgprov.app_schema.config import MIGRATIONS_LOCATION
+    from pgprov.migrate.upgrade import migration_files
 
     migration_sql = []
     for name in migration_files():
@@ -248,9 +248,8 @@ def production_env(server: Server, shim: Shim) -> dict[str, str]:
 
 def drop_production(server: Server) -> None:
     """Back to a fresh server for the production inventory's cold run."""
+    from pgprov.model.spec import DEFAULT_DATABASE
     from psycopg import sql
-
-    from deploy.model.spec import DEFAULT_DATABASE
 
     with server.connect() as conn:
         conn.execute(

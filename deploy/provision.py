@@ -17,6 +17,6 @@ gc.freeze()
 atexit.unregister(gc.freeze)  # registered once per process, whatever the number of hosts
 atexit.register(gc.freeze)
 
-from deploy.steps.environment import environment  # noqa: E402 - after the freeze, on purpose
+from pgprov.steps.environment import environment  # noqa: E402 - after the freeze, on purpose
 
 environment()

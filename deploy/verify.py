@@ -2,8 +2,8 @@
 
     pgprov-verify inventories/production.py --format junit --output verify.xml
 
-The console script ``pgprov-verify`` (and ``python -m deploy.verify``) runs
-``deploy.audit.audit``'s CLI with honest exit codes: 0 clean, 1 drift, 2 error. An unexpected
+The console script ``pgprov-verify`` (and ``python -m pgprov.verify``) runs
+``pgprov.audit.audit``'s CLI with honest exit codes: 0 clean, 1 drift, 2 error. An unexpected
 failure is an error too (2, one line), never a traceback whose exit status 1 would read as
 drift in CI.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from deploy.audit.audit import main as audit_main
+from pgprov.audit.audit import main as audit_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:

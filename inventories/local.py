@@ -9,9 +9,9 @@ PGPASSWORD or PGPASSFILE) to point this inventory at another server instead.
 import os
 from pathlib import Path
 
+from pgprov.local.embedded import ClusterError, ensure_local_server, local_secret
 from pyinfra.api.exceptions import InventoryError
 
-from deploy.local.embedded import ClusterError, ensure_local_server, local_secret
 from inventories.common import GIN_OPCLASS, admin_from_libpq, inventory_name, target
 
 ROOT = Path(__file__).resolve().parent.parent / ".pgdata"

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from pgprov.catalog.state import Snapshot
+from pgprov.model.secrets import new_password_key
+from pgprov.model.spec import build_spec
 
-from deploy.catalog.state import Snapshot
-from deploy.model.secrets import new_password_key
-from deploy.model.spec import build_spec
 from tests.pgserver import Names, Server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,13 +110,12 @@ def _step(names: set[str]) -> str:
 
 def run_api(data: dict[str, Any], *, dry: bool = False) -> DeployResult:
     """Run the deploy through pyinfra's API against @local, in this process."""
+    from pgprov.steps.environment import environment
     from pyinfra.api import Config, Inventory, State
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.api.deploy import add_deploy
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
-
-    from deploy.steps.environment import environment
 
     inventory = Inventory((["@local"], data))
     state = State(inventory, Config())
@@ -197,7 +196,7 @@ def snapshot(server: Server, env: DeployEnv) -> Snapshot:
     test process, so two snapshots of an unchanged password compare equal."""
     import dataclasses
 
-    from deploy.catalog.facts import inspect_script
+    from pgprov.catalog.facts import inspect_script
 
     key = SNAPSHOT_KEY
 

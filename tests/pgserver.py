@@ -1,6 +1,6 @@
 """The PostgreSQL servers tests run against, and per-test names.
 
-The servers themselves live in the package (``deploy.testing.servers``, shared with the pytest
+The servers themselves live in the package (``pgprov.testing.servers``, shared with the pytest
 plugin): PGPROV_TEST_BACKEND=container|local|dsn (default: container when a Docker-compatible
 engine answers, else local); PGPROV_TEST_PG=15|18 picks the local binaries; PGPROV_TEST_DSN is
 the superuser DSN for the dsn backend; PGPROV_REQUIRE_CONTAINERS=1 turns a missing engine into
@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from deploy.testing.servers import (
+from pgprov.testing.servers import (
     BackendUnavailable,
     Server,
     choose_backend,

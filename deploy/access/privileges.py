@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploy.catalog.state import PUBLIC, AclEntry, MembershipState, Snapshot, display_grantee
-from deploy.model.spec import Spec
+from pgprov.catalog.state import PUBLIC, AclEntry, MembershipState, Snapshot, display_grantee
+from pgprov.model.spec import Spec
 
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 SEQUENCE_PRIVILEGES = ("USAGE", "SELECT", "UPDATE")

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from deploy.catalog.state import RoleState, Snapshot
-from deploy.model.spec import Spec
+from pgprov.catalog.state import RoleState, Snapshot
+from pgprov.model.spec import Spec
 
 SEARCH_PATH = "search_path"
 ROLE_WIDE = ""  # how the snapshot keys settings stored for all databases (setdatabase = 0)

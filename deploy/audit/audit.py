@@ -7,10 +7,10 @@ memberships, ownership, role settings, privileges from the ACLs themselves, whoe
 "declared"), members of the managed roles and readers, roles that bypass privileges, what
 PUBLIC holds, the GIN index, the bookkeeping table and pending migrations; it starts with who
 can reach the data (one row per role); then it logs in as
-the application's role and probes what it can really do (``deploy.audit.probes``). Exit 0 when
+the application's role and probes what it can really do (``pgprov.audit.probes``). Exit 0 when
 clean, 1 on any difference, 2 on bad input or an unreachable server (one line naming it).
 
-    python -m deploy.audit.audit inventories/staging.py [--limit HOST] [--no-probes]
+    python -m pgprov.audit.audit inventories/staging.py [--limit HOST] [--no-probes]
         [--format text|json|markdown|junit] [--output FILE]
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from deploy.access.privileges import (
+from pgprov.access.privileges import (
     BOOKKEEPING_TABLE,
     DATABASE_OWNER_ROLE,
     PRIVILEGE_ORDER,
@@ -35,24 +35,24 @@ from deploy.access.privileges import (
     undeclared_owners,
     wanted_grants,
 )
-from deploy.access.settings import (
+from pgprov.access.settings import (
     describe_limit,
     setting_rows,
     settings_problem,
     wanted_connection_limit,
 )
-from deploy.audit.probes import GROUP as PROBES
-from deploy.audit.probes import probe_role, run_probes
-from deploy.audit.report import FORMATS, Check, render_report, summary, write_output
-from deploy.catalog.facts import inspect_script
-from deploy.catalog.psql import admin_password, run_local
-from deploy.catalog.state import MembershipState, Snapshot, SnapshotError, display_grantee
-from deploy.migrate.upgrade import pending_migrations
-from deploy.model.inventory import InventoryError, load_specs
-from deploy.model.secrets import SecretError, resolve
-from deploy.model.spec import GIN_INDEX, GIN_TABLE, Spec, SpecError
-from deploy.steps.gin import TEMP_INDEX, expected_definition
-from deploy.steps.plan import wanted_attributes
+from pgprov.audit.probes import GROUP as PROBES
+from pgprov.audit.probes import probe_role, run_probes
+from pgprov.audit.report import FORMATS, Check, render_report, summary, write_output
+from pgprov.catalog.facts import inspect_script
+from pgprov.catalog.psql import admin_password, run_local
+from pgprov.catalog.state import MembershipState, Snapshot, SnapshotError, display_grantee
+from pgprov.migrate.upgrade import pending_migrations
+from pgprov.model.inventory import InventoryError, load_specs
+from pgprov.model.secrets import SecretError, resolve
+from pgprov.model.spec import GIN_INDEX, GIN_TABLE, Spec, SpecError
+from pgprov.steps.gin import TEMP_INDEX, expected_definition
+from pgprov.steps.plan import wanted_attributes
 
 # Privileges the runtime must never hold on the migrations' bookkeeping table; listed so a
 # clean environment shows them as checked, not just silently absent.
@@ -443,7 +443,7 @@ def migration_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     where = f"schema {spec.schema_name}"
     if spec.schema_mode == "generate":
         # Imported here: it loads the Tortoise models, which only prototype mode needs.
-        from deploy.migrate.upgrade import model_tables
+        from pgprov.migrate.upgrade import model_tables
 
         present = {r.name for r in snap.relations if r.schema == spec.schema_name}
         missing = [t for t in model_tables() if t not in present]
@@ -547,7 +547,7 @@ def audit(
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m deploy.audit.audit",
+        prog="python -m pgprov.audit.audit",
         description="Audit environments against their spec: least privilege, changes nothing.",
     )
     parser.add_argument("inventory", help="inventory file, e.g. inventories/staging.py")

@@ -3,7 +3,7 @@
 It drives pyinfra itself (its API, in dry mode: connect, then prepare the same deploy as
 ``pyinfra --dry INVENTORY deploy/provision.py``), so SSH targets, ``@db/<name>`` hosts and
 ``@local`` are planned exactly as a deploy would see them; nothing is executed. Each host's
-items are what the operations announce (``deploy.steps.operations.announce``): one sentence and the
+items are what the operations announce (``pgprov.steps.operations.announce``): one sentence and the
 SQL with passwords masked; pending migrations are listed by file name.
 
     pgprov-plan inventories/staging.py [--limit HOST] [--format text|markdown|json] [--output FILE]
@@ -49,7 +49,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
-from deploy.audit.report import write_output
+from pgprov.audit.report import write_output
 
 FORMATS = ("text", "markdown", "json")
 Status = Literal["changes", "converged", "error"]
@@ -201,6 +201,9 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
     from pyinfra_cli.inventory import make_inventory_from_files
 
     # isort: split
+    from pgprov.catalog.facts import Unreadable, run_memory, snapshot
+    from pgprov.steps.environment import environment, load_spec
+    from pgprov.steps.operations import schema_work
     from pyinfra import logger as pyinfra_logger
     from pyinfra.api import Config, State
     from pyinfra.api.connect import connect_all, disconnect_all
@@ -208,10 +211,6 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
     from pyinfra.api.exceptions import NoGroupError, PyinfraError
     from pyinfra.api.state import BaseStateCallback, StateStage
     from pyinfra.context import ctx_host, ctx_state
-
-    from deploy.catalog.facts import Unreadable, run_memory, snapshot
-    from deploy.steps.environment import environment, load_spec
-    from deploy.steps.operations import schema_work
 
     # pyinfra's log is the console view of a deploy; the report replaces it, and an error
     # reaches the user once, through the report and its one line.

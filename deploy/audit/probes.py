@@ -16,13 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
+from pgprov.access.privileges import BOOKKEEPING_TABLE
+from pgprov.audit.report import Check
+from pgprov.catalog.state import Snapshot
+from pgprov.model.secrets import Secret
+from pgprov.model.spec import Spec
 from psycopg import sql
-
-from deploy.access.privileges import BOOKKEEPING_TABLE
-from deploy.audit.report import Check
-from deploy.catalog.state import Snapshot
-from deploy.model.secrets import Secret
-from deploy.model.spec import Spec
 
 GROUP = "probes"
 PROBE_TABLE = "checklist"  # an application table every migrated schema has

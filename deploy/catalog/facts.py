@@ -17,16 +17,15 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from pgprov.access.settings import check_input
+from pgprov.catalog.psql import Stdin, admin_password, local_psql, shell_command, stdin_for
+from pgprov.catalog.state import Snapshot, SnapshotError
+from pgprov.model.secrets import new_password_key
+from pgprov.model.spec import GIN_INDEX, GIN_TABLE, Spec
+from pgprov.sql.locks import session_setup
+from pgprov.sql.render import render
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
-
-from deploy.access.settings import check_input
-from deploy.catalog.psql import Stdin, admin_password, local_psql, shell_command, stdin_for
-from deploy.catalog.state import Snapshot, SnapshotError
-from deploy.model.secrets import new_password_key
-from deploy.model.spec import GIN_INDEX, GIN_TABLE, Spec
-from deploy.sql.locks import session_setup
-from deploy.sql.render import render
 
 _RUN_MEMORY: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 

@@ -16,8 +16,8 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from deploy.model.secrets import Secret, SecretError, resolve
-from deploy.model.spec import AdminConnection
+from pgprov.model.secrets import Secret, SecretError, resolve
+from pgprov.model.spec import AdminConnection
 
 # VERBOSITY=terse: an error is one line, without a CONTEXT that would echo the statement
 # (and with it a role's password verifier) into the deploy's output.

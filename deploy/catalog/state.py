@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.model.secrets import StoredPassword
+from pgprov.model.secrets import StoredPassword
 
 # The PUBLIC pseudo-role (aclexplode's grantee 0, JSON null in the snapshot). No real role can
 # have an empty name, so a role really named "PUBLIC" never reads as the pseudo-role.
@@ -63,7 +63,7 @@ class RoleState:
     # database name ("" for all databases) -> settings such as "search_path=app, public"
     settings: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
     # What the snapshot knows of the stored password when pg_authid was readable: never the
-    # verifier (deploy.model.secrets.stored_password_matches compares against it).
+    # verifier (pgprov.model.secrets.stored_password_matches compares against it).
     password: StoredPassword | None = None
     # Whether the deploy's admin has this role's privileges (INHERIT) and may SET ROLE to it:
     # a non-superuser admin (managed services) needs both for the owner's objects.
@@ -196,7 +196,7 @@ class Snapshot:
     migrations: tuple[str, ...] | None = None  # None: no aerich table yet
     # (name, value) -> the server's verdict, for declared values and those stored for them
     setting_checks: dict[tuple[str, str], SettingCheck] = field(default_factory=dict)
-    # The key the query's password digests were made with (deploy.catalog.facts sets it).
+    # The key the query's password digests were made with (pgprov.catalog.facts sets it).
     password_key: str = field(default="", repr=False, compare=False)
     columns: tuple[ColumnAclState, ...] = ()
     functions: tuple[FunctionState, ...] = ()

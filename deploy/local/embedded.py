@@ -559,9 +559,9 @@ def local_secret(root: Path, name: str) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m deploy.local.embedded start|stop|status [ROOT]`` for the embedded server."""
+    """``python -m pgprov.local.embedded start|stop|status [ROOT]`` for the embedded server."""
     if not argv or argv[0] not in ("start", "stop", "status"):
-        print("usage: python -m deploy.local.embedded start|stop|status [.pgdata]")
+        print("usage: python -m pgprov.local.embedded start|stop|status [.pgdata]")
         return 2
     root = Path(argv[1] if len(argv) > 1 else ".pgdata")
     try:

@@ -4,18 +4,18 @@ Refused for staging and production (and any environment not meant to be thrown a
 one clear line. The drop runs through psql on the controller with the inventory's admin
 connection (@local targets only); the Makefile then provisions again.
 
-    python -m deploy.local.reset inventories/dev.py
+    python -m pgprov.local.reset inventories/dev.py
 """
 
 from __future__ import annotations
 
 import sys
 
-from deploy.catalog.psql import admin_password, run_local
-from deploy.model.inventory import InventoryError, load_specs
-from deploy.model.secrets import SecretError
-from deploy.model.spec import PROTECTED_ENVIRONMENTS, Spec, SpecError
-from deploy.sql.render import ident
+from pgprov.catalog.psql import admin_password, run_local
+from pgprov.model.inventory import InventoryError, load_specs
+from pgprov.model.secrets import SecretError
+from pgprov.model.spec import PROTECTED_ENVIRONMENTS, Spec, SpecError
+from pgprov.sql.render import ident
 
 RESETTABLE = frozenset({"local", "dev"})
 
@@ -45,7 +45,7 @@ def reset(spec: Spec) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m deploy.local.reset inventories/<env>.py", file=sys.stderr)
+        print("usage: python -m pgprov.local.reset inventories/<env>.py", file=sys.stderr)
         return 2
     try:
         specs = load_specs(argv[0])

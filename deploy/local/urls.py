@@ -1,12 +1,12 @@
-"""Prints an environment's connection URLs, without passwords: ``python -m deploy.local.urls INVENTORY``."""
+"""Prints an environment's connection URLs, without passwords: ``python -m pgprov.local.urls INVENTORY``."""
 
 from __future__ import annotations
 
 import sys
 from urllib.parse import quote
 
-from deploy.model.inventory import InventoryError, load_specs
-from deploy.model.spec import Spec, SpecError
+from pgprov.model.inventory import InventoryError, load_specs
+from pgprov.model.spec import Spec, SpecError
 
 
 def urls(spec: Spec) -> dict[str, str]:
@@ -20,7 +20,7 @@ def urls(spec: Spec) -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m deploy.local.urls inventories/<env>.py", file=sys.stderr)
+        print("usage: python -m pgprov.local.urls inventories/<env>.py", file=sys.stderr)
         return 2
     try:
         specs = load_specs(argv[0])

@@ -2,7 +2,7 @@
 
 The deploy decides from the catalog snapshot alone whether anything is pending (the applied
 versions come with it), so a converged run never starts Aerich or Tortoise. When work is
-needed, the upgrade runs in a child process (``python -m deploy.migrate.upgrade``) that receives its
+needed, the upgrade runs in a child process (``python -m pgprov.migrate.upgrade``) that receives its
 connection, password included, as JSON on stdin — never in argv — and holds a session
 advisory lock around Aerich, which takes none, so concurrent deploys apply each migration
 exactly once.
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from app_schema.config import APP_LABEL, MIGRATIONS_LOCATION
-from deploy.model.spec import DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
+from pgprov.app_schema.config import APP_LABEL, MIGRATIONS_LOCATION
+from pgprov.model.spec import DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
 
 # Distinct from the provisioning lock, so an upgrade never waits on a deploy's DDL.
 MIGRATION_LOCK_KEY = 0x7067_6D69  # "pgmi"
@@ -86,8 +86,7 @@ class Target:
 
 async def _upgrade(target: Target) -> list[str]:
     import psycopg
-
-    from deploy.sql.locks import MIGRATION_APPLICATION_NAME
+    from pgprov.sql.locks import MIGRATION_APPLICATION_NAME
 
     lock = await psycopg.AsyncConnection.connect(
         host=target.host,
@@ -119,10 +118,9 @@ async def _upgrade_locked(target: Target, lock, settings: dict[str, str]) -> lis
     lock, and the upgrade as a whole is retried (Aerich applies each version in its own
     transaction, so a try that timed out left that version unapplied) within lock_wait."""
     from aerich import Command
+    from pgprov.app_schema.config import tortoise_config
+    from pgprov.sql.locks import LockPolicy, LockTimeout
     from tortoise import Tortoise
-
-    from app_schema.config import tortoise_config
-    from deploy.sql.locks import LockPolicy, LockTimeout
 
     policy = LockPolicy(target.lock_timeout, target.lock_wait)
     config = tortoise_config(target.url(), target.schema, with_aerich=target.mode == "migrate")
@@ -172,8 +170,8 @@ async def _upgrade_locked(target: Target, lock, settings: dict[str, str]) -> lis
 
 
 async def _retry_async(once, policy) -> None:
-    """deploy.sql.locks.retry_on_lock_timeout for a coroutine: pauses between tries that timed out."""
-    from deploy.sql.locks import LockTimeout
+    """pgprov.sql.locks.retry_on_lock_timeout for a coroutine: pauses between tries that timed out."""
+    from pgprov.sql.locks import LockTimeout
 
     for pause in policy.pauses():
         try:
@@ -185,7 +183,7 @@ async def _retry_async(once, policy) -> None:
 
 def _lock_timed_out(exc: BaseException) -> bool:
     """Whether a lock wait timed out somewhere in the exception's chain (SQLSTATE 55P03)."""
-    from deploy.sql.locks import LOCK_NOT_AVAILABLE
+    from pgprov.sql.locks import LOCK_NOT_AVAILABLE
 
     seen: BaseException | None = exc
     while seen is not None:
@@ -212,7 +210,7 @@ async def _revoke_bookkeeping(lock, target: Target) -> None:
 
 
 def bookkeeping_revoke_sql(schema: str, runtime: str) -> str:
-    from deploy.sql.render import render
+    from pgprov.sql.render import render
 
     return render("bookkeeping.sql.j2", schema=schema, table="aerich", runtime=runtime)
 
@@ -261,10 +259,9 @@ def serve() -> int:
     import signal
 
     import aerich  # noqa: F401 - imported before forking, on purpose
+    import pgprov.app_schema.config  # noqa: F401
     import psycopg  # noqa: F401
     import tortoise  # noqa: F401
-
-    import app_schema.config  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reap themselves
     children: dict[int, int] = {}  # request id -> child pid
@@ -305,9 +302,8 @@ def model_tables() -> list[str]:
     """The service's table names, from the models (prototype mode checks these exist)."""
     import importlib
 
+    from pgprov.app_schema.config import MODEL_MODULES
     from tortoise.models import Model
-
-    from app_schema.config import MODEL_MODULES
 
     tables = []
     for module_name in MODEL_MODULES:
@@ -337,7 +333,7 @@ class _Server:
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = gsubprocess.Popen(
-            [sys.executable, "-m", "deploy.migrate.upgrade", "--serve"],
+            [sys.executable, "-m", "pgprov.migrate.upgrade", "--serve"],
             stdin=gsubprocess.PIPE,
             stdout=gsubprocess.PIPE,
             stderr=gsubprocess.PIPE,
@@ -434,9 +430,8 @@ def run_child(target: Target, *, timeout: float = 3600) -> list[str]:
 
 def run_upgrade(state, host, spec) -> bool:
     """pyinfra callback: upgrade as the owner, through an SSH tunnel when the spec asks."""
+    from pgprov.model.secrets import resolve
     from pyinfra import logger
-
-    from deploy.model.secrets import resolve
 
     password = resolve(spec.passwords[spec.owner]).reveal()
 
@@ -456,7 +451,7 @@ def run_upgrade(state, host, spec) -> bool:
 
     try:
         if spec.tunnel:
-            from deploy.catalog.tunnel import forward
+            from pgprov.catalog.tunnel import forward
 
             transport = host.connector.client.get_transport()
             with forward(transport, spec.app_host, spec.app_port) as tunnel:
@@ -471,7 +466,7 @@ def run_upgrade(state, host, spec) -> bool:
     except MigrationError as exc:
         message = str(exc)
         if BLOCKERS_PLACEHOLDER in message:
-            from deploy.steps.operations import blocking_sessions
+            from pgprov.steps.operations import blocking_sessions
 
             message = message.replace(BLOCKERS_PLACEHOLDER, blocking_sessions(state, host, spec))
         logger.error(f"{host.print_prefix}{message}")

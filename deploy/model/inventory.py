@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from deploy.model.spec import Spec, build_spec
+from pgprov.model.spec import Spec, build_spec
 
 
 class InventoryError(ValueError):

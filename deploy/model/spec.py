@@ -13,9 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
+from pgprov.model.secrets import SecretError, SecretRef, parse_secret_ref
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-
-from deploy.model.secrets import SecretError, SecretRef, parse_secret_ref
 
 IDENT_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # A server setting (GUC): lowercase, optionally one extension prefix (pg_stat_statements.track).

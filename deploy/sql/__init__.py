@@ -1,4 +1,4 @@
 """SQL text: the Jinja environment with its quoting filters, and the lock-retry discipline.
 
-Every lock-taking statement goes through ``deploy.sql.locks``.
+Every lock-taking statement goes through ``pgprov.sql.locks``.
 """

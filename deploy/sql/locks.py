@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from deploy.model.spec import Spec
-from deploy.sql.render import render
+from pgprov.model.spec import Spec
+from pgprov.sql.render import render
 
 APPLICATION_NAME = "pgprov deploy"
 MIGRATION_APPLICATION_NAME = "pgprov migrate"

@@ -7,13 +7,12 @@ Used by the CLI entry (deploy/provision.py) and by the pyinfra API (tests, bench
 
 from __future__ import annotations
 
+from pgprov.model.secrets import SecretError, resolve
+from pgprov.model.spec import PASSWORD_KEYS, Spec, SpecError, build_spec
+from pgprov.steps import operations
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
-
-from deploy.model.secrets import SecretError, resolve
-from deploy.model.spec import PASSWORD_KEYS, Spec, SpecError, build_spec
-from deploy.steps import operations
 
 SCHEMA_STEP = {"migrate": "Aerich migrations", "generate": "generate_schemas (prototype mode)"}
 

@@ -11,10 +11,10 @@ under a temporary name and swapped in. A valid temporary index with the declared
 
 from __future__ import annotations
 
-from deploy.catalog.state import IndexState, Snapshot
-from deploy.model.spec import GIN_COLUMN, GIN_INDEX, GIN_TABLE, Spec
-from deploy.sql.locks import LockPolicy, session_setup
-from deploy.steps.plan import Item, make_item
+from pgprov.catalog.state import IndexState, Snapshot
+from pgprov.model.spec import GIN_COLUMN, GIN_INDEX, GIN_TABLE, Spec
+from pgprov.sql.locks import LockPolicy, session_setup
+from pgprov.steps.plan import Item, make_item
 
 TEMP_INDEX = GIN_INDEX + "_new"
 # The index step's session advisory lock ("pggi"); not the provisioning key, so that a

@@ -1,11 +1,11 @@
 """pyinfra operations: diff the spec against the catalog snapshot and yield only the SQL needed.
 
-Each operation reads the world through ``deploy.catalog.facts.snapshot`` (one query per run), asks
-``deploy.steps.plan`` what to change, shows every item with its one-sentence description and SQL
+Each operation reads the world through ``pgprov.catalog.facts.snapshot`` (one query per run), asks
+``pgprov.steps.plan`` what to change, shows every item with its one-sentence description and SQL
 (passwords masked) while pyinfra prepares, and yields one psql command whose script arrives
 on stdin. When nothing is needed it says why, through ``host.noop``.
 
-    from deploy.steps import operations
+    from pgprov.steps import operations
     operations.provision(spec=spec, name="Provision roles, database, schema and privileges")
 """
 
@@ -13,19 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgprov.access.settings import settings_problem
+from pgprov.catalog.facts import Unreadable, connection_args, run_memory, snapshot
+from pgprov.catalog.tunnel import endpoint_problem
+from pgprov.migrate.upgrade import pending_migrations, run_upgrade, warm_up
+from pgprov.model.secrets import Secret, resolve, stored_password_matches
+from pgprov.model.spec import Spec
+from pgprov.sql.locks import LockPolicy, LockTimeout, blockers_query, retry_on_lock_timeout
+from pgprov.steps.gin import IndexPlanError, gin_items
+from pgprov.steps.plan import Item, build_plan
 from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.state import StateStage
-
-from deploy.access.settings import settings_problem
-from deploy.catalog.facts import Unreadable, connection_args, run_memory, snapshot
-from deploy.catalog.tunnel import endpoint_problem
-from deploy.migrate.upgrade import pending_migrations, run_upgrade, warm_up
-from deploy.model.secrets import Secret, resolve, stored_password_matches
-from deploy.model.spec import Spec
-from deploy.sql.locks import LockPolicy, LockTimeout, blockers_query, retry_on_lock_timeout
-from deploy.steps.gin import IndexPlanError, gin_items
-from deploy.steps.plan import Item, build_plan
 
 
 def announce(key: str, items: list[Item], *, show_sql: bool = True) -> None:
@@ -75,7 +74,7 @@ def psql_command(spec: Spec, script: str, *, dbname: str | None = None) -> Strin
 def provision(spec: Spec):
     """Roles, database, schema, privileges, default privileges, search_path and hardening.
 
-    + spec: the validated environment (``deploy.model.spec.build_spec``)
+    + spec: the validated environment (``pgprov.model.spec.build_spec``)
 
     .. code:: python
 
@@ -142,7 +141,7 @@ def _current(spec: Spec) -> tuple[Any, str | None]:
 def schema_work(spec: Spec, snap: Any) -> list[str]:
     """What the schema step will do this run: pending migration files, or generate_schemas."""
     if spec.schema_mode == "generate":
-        from deploy.migrate.upgrade import model_tables
+        from pgprov.migrate.upgrade import model_tables
 
         present = {r.name for r in snap.relations if r.schema == spec.schema_name}
         missing = [t for t in model_tables() if t not in present]
@@ -262,6 +261,6 @@ def _run_psql(state, host, spec: Spec, script: str):
 
 
 def _verifier(secret: Secret) -> str:
-    from deploy.model.secrets import scram_verifier
+    from pgprov.model.secrets import scram_verifier
 
     return scram_verifier(secret)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from deploy.access.privileges import (
+from pgprov.access.privileges import (
     PUBLIC,
     GrantGroup,
     current_grants,
@@ -23,18 +23,18 @@ from deploy.access.privileges import (
     undeclared_owners,
     wanted_grants,
 )
-from deploy.access.settings import (
+from pgprov.access.settings import (
     NOT_SET,
     UNLIMITED,
     describe_limit,
     setting_rows,
     wanted_connection_limit,
 )
-from deploy.catalog.state import RoleState, Snapshot
-from deploy.model.secrets import StoredPassword
-from deploy.model.spec import Spec
-from deploy.sql.locks import LockPolicy, session_setup, with_lock_retries
-from deploy.sql.render import render
+from pgprov.catalog.state import RoleState, Snapshot
+from pgprov.model.secrets import StoredPassword
+from pgprov.model.spec import Spec
+from pgprov.sql.locks import LockPolicy, session_setup, with_lock_retries
+from pgprov.sql.render import render
 
 # Constant advisory lock key shared by every pgprov deploy ("pgpr").
 LOCK_KEY = 0x70677072

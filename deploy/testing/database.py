@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from deploy.testing.servers import Server, drop_prefixed
+from pgprov.testing.servers import Server, drop_prefixed
 
 # Production's operator class (inventories/staging.py, production.py): the service's queries use `?`.
 GIN_OPCLASS = "jsonb_ops"
@@ -71,14 +71,13 @@ def _secret_file(directory: Path, name: str, value: str) -> str:
 
 def deploy(data: dict[str, Any]) -> None:
     """Run the deploy for one ``@local`` host with ``data``; ProvisioningError unless it succeeded."""
+    from pgprov.catalog.facts import run_memory
+    from pgprov.steps.environment import environment
     from pyinfra.api import Config, Inventory, State
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.api.deploy import add_deploy
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.operations import run_ops
-
-    from deploy.catalog.facts import run_memory
-    from deploy.steps.environment import environment
 
     inventory = Inventory((["@local"], data))
     state = State(inventory, Config())

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from deploy.testing.database import ProvisionedDatabase
+    from pgprov.testing.database import ProvisionedDatabase
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -37,8 +37,8 @@ def _interrupt(signum: int, frame: object) -> None:
 def pgprov_database() -> Iterator[ProvisionedDatabase]:
     """The service's database as production has it; ``runtime_url`` and ``migrator_url`` are
     postgres:// URLs with generated passwords (psycopg and Tortoise accept them)."""
-    from deploy.testing.database import ProvisioningError, provisioned_database
-    from deploy.testing.servers import BackendUnavailable, open_server
+    from pgprov.testing.database import ProvisioningError, provisioned_database
+    from pgprov.testing.servers import BackendUnavailable, open_server
 
     # A CI timeout sends SIGTERM: end like Ctrl-C so the server is stopped, unless the
     # session already decided what SIGTERM does.

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from pgprov.local.embedded import LocalCluster
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from deploy.local.embedded import LocalCluster
 
 
 class BackendUnavailable(RuntimeError):
@@ -97,7 +96,7 @@ def choose_backend() -> str:
                 f"PGPROV_TEST_BACKEND={wanted!r}: expected container, local or dsn"
             )
         return wanted
-    from deploy.testing.containers import engine_available
+    from pgprov.testing.containers import engine_available
 
     if engine_available():
         return "container"
@@ -171,7 +170,7 @@ def _open_server() -> Iterator[Server]:
         ).finish()
         yield server
     else:
-        from deploy.testing.containers import postgres_container
+        from pgprov.testing.containers import postgres_container
 
         with postgres_container() as info:
             yield Server(

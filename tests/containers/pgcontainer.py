@@ -1,7 +1,7 @@
-"""The container test backend, as the tests import it; the code is ``deploy.testing.containers``
+"""The container test backend, as the tests import it; the code is ``pgprov.testing.containers``
 (shipped in the package for the pytest plugin)."""
 
-from deploy.testing.containers import (
+from pgprov.testing.containers import (
     ContainerInfo,
     docker_host,
     engine_available,

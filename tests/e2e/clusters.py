@@ -127,9 +127,9 @@ def run_pyinfra(
 
 
 def run_audit(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m deploy.audit.audit <inventory>`` as CI runs it."""
+    """``python -m pgprov.audit.audit <inventory>`` as CI runs it."""
     return subprocess.run(
-        [str(Path(PYINFRA).parent / "python"), "-m", "deploy.audit.audit", str(inventory), *args],
+        [str(Path(PYINFRA).parent / "python"), "-m", "pgprov.audit.audit", str(inventory), *args],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,

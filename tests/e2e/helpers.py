@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from pgprov.catalog.state import AclEntry, Snapshot
+from pgprov.migrate.upgrade import migration_files, model_tables
 from psycopg import sql
 
-from deploy.catalog.state import AclEntry, Snapshot
-from deploy.migrate.upgrade import migration_files, model_tables
 from tests.deploykit import DeployEnv, env_data, run_api
 from tests.pgserver import Names, Server, drop_prefixed
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pgprov.app_schema.config import APP_LABEL, MIGRATIONS_LOCATION
 from psycopg import sql
 
-from app_schema.config import APP_LABEL, MIGRATIONS_LOCATION
 from tests.deploykit import REPO, DeployEnv
 from tests.pgserver import Server
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.local.embedded import LocalCluster, free_port
+from pgprov.local.embedded import LocalCluster, free_port
+
 from tests.deploykit import PYINFRA, REPO, write_inventory
 from tests.pgserver import Server
 

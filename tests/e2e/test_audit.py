@@ -1,7 +1,7 @@
 """The audit on real PostgreSQL: clean after a deploy, and each seeded defect named in one line.
 
 Environments are provisioned through pyinfra's API, then broken by hand as the superuser;
-the audit runs as users run it (``python -m deploy.audit.audit <inventory>``).
+the audit runs as users run it (``python -m pgprov.audit.audit <inventory>``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def provision(server: Server, names: Names, tmp_path: Path, **kwargs) -> tuple[D
 
 
 def run_audit(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_module("deploy.audit.audit", str(inventory), *args)
+    return run_module("pgprov.audit.audit", str(inventory), *args)
 
 
 def rows(output: str) -> list[list[str]]:

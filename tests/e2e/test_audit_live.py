@@ -27,7 +27,7 @@ def test_allowed_truncate_probe_never_blocks_readers_longer_than_lock_timeout(
     blocker = Blocker(pg_server, env, "SELECT FROM app.checklist LIMIT 1")
     try:
         with AppReader(pg_server, env, "SELECT count(*) FROM app.checklist") as reader:
-            proc = run_module("deploy.audit.audit", str(inventory))
+            proc = run_module("pgprov.audit.audit", str(inventory))
     finally:
         blocker.release()
 

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from pgprov.app_schema.config import tortoise_config
 
-from app_schema.config import tortoise_config
 from tests.deploykit import env_data, login, run_api
 from tests.e2e.migration_helpers import GIN_INDEX, SCHEMA, execute, query, role_url
 
@@ -38,9 +38,7 @@ def with_tortoise(url: str, work: Callable[[], Awaitable[Any]]) -> Any:
 
 async def build_inspection() -> dict[str, Any]:
     """A checklist with questions, list options, a dependency, responses and ratings."""
-    from tortoise.exceptions import IntegrityError, ValidationError
-
-    from app_schema.models.checklist import (
+    from pgprov.app_schema.models.checklist import (
         AnswerType,
         Checklist,
         ChecklistResponse,
@@ -49,8 +47,9 @@ async def build_inspection() -> dict[str, Any]:
         QuestionDependency,
         Unit,
     )
-    from app_schema.models.rating import WorkOrderRating
-    from app_schema.models.user import User
+    from pgprov.app_schema.models.rating import WorkOrderRating
+    from pgprov.app_schema.models.user import User
+    from tortoise.exceptions import IntegrityError, ValidationError
 
     alice = await User.create(email="alice@example.test", full_name="Alice")
     bob = await User.create(email="bob@example.test", full_name="Bob")
@@ -224,14 +223,14 @@ def test_containment_query_uses_the_gin_index_with_enough_rows(pg_server, names,
     url = role_url(pg_server, env, "runtime")
 
     async def one_checklist() -> int:
-        from app_schema.models.checklist import Checklist
+        from pgprov.app_schema.models.checklist import Checklist
 
         return (await Checklist.create(name="Bulk")).id
 
     seed_many(pg_server, env, with_tortoise(url, one_checklist), ROWS)
 
     async def plan_and_rows() -> tuple[str, int]:
-        from app_schema.models.checklist import ChecklistResponse
+        from pgprov.app_schema.models.checklist import ChecklistResponse
 
         matching = ChecklistResponse.filter(answers__contains=RARE)
         plan = await matching.explain(output_fmt="text", costs=True)

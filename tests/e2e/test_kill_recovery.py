@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from pgprov.migrate.upgrade import MIGRATION_LOCK_KEY
+from pgprov.model.spec import GIN_INDEX
+from pgprov.steps.gin import GIN_LOCK_KEY
 
-from deploy.migrate.upgrade import MIGRATION_LOCK_KEY
-from deploy.model.spec import GIN_INDEX
-from deploy.steps.gin import GIN_LOCK_KEY
 from tests.deploykit import DeployEnv, env_data, run_api, run_cli
 from tests.e2e.helpers import combined, provisioned
 from tests.e2e.migration_helpers import query

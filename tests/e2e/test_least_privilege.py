@@ -2,7 +2,7 @@
 closed by one deploy, and a second deploy sends nothing.
 
 One provisioned split environment serves the whole module: each case seeds one path as the
-superuser (or as the role that would really do it), then ``python -m deploy.verify`` must exit 1
+superuser (or as the role that would really do it), then ``python -m pgprov.verify`` must exit 1
 with a line naming the role and the object, one deploy must change the catalog, a second must
 send no DDL, and the audit must be clean again.
 """
@@ -53,8 +53,8 @@ def env(pg_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def verify(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m deploy.verify <inventory>`` as CI runs it."""
-    return run_module("deploy.verify", str(inventory), *args)
+    """``python -m pgprov.verify <inventory>`` as CI runs it."""
+    return run_module("pgprov.verify", str(inventory), *args)
 
 
 def drift_lines(output: str) -> list[str]:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pgprov.catalog.state import PUBLIC
 from psycopg import sql
 
-from deploy.catalog.state import PUBLIC
 from tests.deploykit import DeployEnv, env_data, login, run_api, secret_file, snapshot
 from tests.deploykit import write_inventory as write_single_inventory
 from tests.e2e.clusters import cluster_objects, create_admin, host_outcomes, run_audit, run_pyinfra

@@ -10,8 +10,8 @@ import time
 
 import psycopg
 import pytest
+from pgprov.migrate.upgrade import MIGRATION_LOCK_KEY, MigrationError, Target, run_child
 
-from deploy.migrate.upgrade import MIGRATION_LOCK_KEY, MigrationError, Target, run_child
 from tests.deploykit import env_data, run_api, run_cli
 from tests.e2e.helpers import combined
 from tests.e2e.migration_helpers import (

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pgprov.steps.plan import LOCK_KEY
 from psycopg import sql
 
-from deploy.steps.plan import LOCK_KEY
 from tests.deploykit import PYINFRA, REPO, env_data, run_api, run_cli, snapshot, write_inventory
 from tests.e2e.migration_helpers import (
     INITIAL,
@@ -215,8 +215,8 @@ def test_two_simultaneous_deploys_on_an_empty_database_apply_each_version_once(
 
 CONVERGED_PROBE = """
 import json, sys
-import deploy.migrate.upgrade as migrate
-from deploy.steps.plan import LOCK_KEY
+import pgprov.migrate.upgrade as migrate
+from pgprov.steps.plan import LOCK_KEY
 from tests.deploykit import run_api
 
 children = []

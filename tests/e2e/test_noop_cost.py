@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pgprov.catalog.psql import local_psql
 
-from deploy.catalog.psql import local_psql
 from tests.deploykit import DeployEnv, run_cli
 from tests.e2e.helpers import combined, provisioned
 from tests.pgserver import Server

@@ -109,7 +109,7 @@ def test_generate_mode_recreates_a_dropped_table(pg_server, names, tmp_path):
 def reset(directory, data: dict) -> subprocess.CompletedProcess[str]:
     inventory = write_inventory(directory, data)
     return subprocess.run(
-        [sys.executable, "-m", "deploy.local.reset", str(inventory)],
+        [sys.executable, "-m", "pgprov.local.reset", str(inventory)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pgprov.catalog.state import PUBLIC, AclEntry, Snapshot
+from pgprov.model.secrets import stored_password_matches
 from psycopg import errors
 
-from deploy.catalog.state import PUBLIC, AclEntry, Snapshot
-from deploy.model.secrets import stored_password_matches
 from tests.deploykit import DeployEnv as DeployEnv
 from tests.deploykit import env_data, login, run_api, run_cli, snapshot
 from tests.e2e.helpers import (

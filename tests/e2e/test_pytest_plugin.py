@@ -47,8 +47,8 @@ def test_runtime_can_write_rows_but_not_create_tables(pgprov_database):
 
 def test_the_runtime_url_works_for_tortoise(pgprov_database):
     from tortoise import Tortoise
-    from app_schema.config import MODEL_MODULES
-    from app_schema.models.checklist import Unit
+    from pgprov.app_schema.config import MODEL_MODULES
+    from pgprov.app_schema.models.checklist import Unit
 
     async def scenario():
         await Tortoise.init(db_url=pgprov_database.runtime_url, modules={"models": list(MODEL_MODULES)})
@@ -107,13 +107,13 @@ FROM_THE_WHEEL = """
 import os
 from pathlib import Path
 
-import deploy.sql.render
+import pgprov.sql.render
 
 
 def test_pgprov_is_the_installed_one_not_a_checkout():
     site = Path(os.environ["PGPROV_WHEEL_SITE"])
-    assert Path(deploy.sql.render.__file__).is_relative_to(site)
-    assert (deploy.sql.render.TEMPLATE_DIR / "inspect.sql.j2").is_file()
+    assert Path(pgprov.sql.render.__file__).is_relative_to(site)
+    assert (pgprov.sql.render.TEMPLATE_DIR / "inspect.sql.j2").is_file()
 """
 
 # What a wheel is built from: the packages pyproject.toml lists, nothing of the checkout's
@@ -225,9 +225,9 @@ def test_a_terminated_consumer_session_stops_its_server(tmp_path: Path) -> None:
 
 def test_plugin_import_is_cheap_and_starts_nothing() -> None:
     """Loaded by every pytest run of an environment where pgprov is installed (this repo's too)."""
-    heavy = ("pyinfra", "psycopg", "deploy.local.embedded", "testcontainers", "docker", "tortoise")
+    heavy = ("pyinfra", "psycopg", "pgprov.local.embedded", "testcontainers", "docker", "tortoise")
     probe = (
-        "import sys, deploy.testing.plugin\n"
+        "import sys, pgprov.testing.plugin\n"
         f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
     )
     proc = subprocess.run(

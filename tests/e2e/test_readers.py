@@ -76,7 +76,7 @@ def as_member(server: Server, r: Readers) -> psycopg.Connection:
 
 
 def audit(r: Readers, data: dict) -> subprocess.CompletedProcess[str]:
-    return run_module("deploy.verify", str(write_inventory(r.directory, data)))
+    return run_module("pgprov.verify", str(write_inventory(r.directory, data)))
 
 
 def test_reader_is_a_nologin_group_created_by_the_deploy(pg_server: Server, readers: Readers):

@@ -148,7 +148,7 @@ def test_settings_converge_both_ways_and_leave_other_databases_alone(
 
 def counting_psql(directory: Path) -> tuple[Path, Path]:
     """A psql stand-in (for pg_psql) that logs every start, then runs the real client."""
-    from deploy.catalog.psql import local_psql
+    from pgprov.catalog.psql import local_psql
 
     log = directory / "psql.starts"
     shim = directory / "psql-counting"

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from pgprov.catalog.psql import PSQL_FLAGS, local_psql
+from pgprov.model.secrets import scram_verifier, verifier_matches
+from pgprov.sql.render import ENV, render
 
-from deploy.catalog.psql import PSQL_FLAGS, local_psql
-from deploy.model.secrets import scram_verifier, verifier_matches
-from deploy.sql.render import ENV, render
 from tests.deploykit import (
     PYINFRA,
     REPO,
@@ -202,7 +202,7 @@ def test_no_verifier_in_pg_stat_statements(capture: Capture):
 def test_no_plaintext_password_in_any_process_argv(capture: Capture, secret: str):
     execs = [line for line in capture.trace.splitlines() if "execve(" in line]
     assert any("psql" in line for line in execs), "strace did not see psql started"
-    assert any("deploy.migrate.upgrade" in line for line in execs), (
+    assert any("pgprov.migrate.upgrade" in line for line in execs), (
         "strace did not see the migrator"
     )
     leaks = sum(capture.passwords[secret] in line for line in execs)

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pgprov.catalog.state import PUBLIC, Snapshot
+from pgprov.local.embedded import free_port
+from pgprov.model.spec import GIN_INDEX, GIN_TABLE
 
-from deploy.catalog.state import PUBLIC, Snapshot
-from deploy.local.embedded import free_port
-from deploy.model.spec import GIN_INDEX, GIN_TABLE
 from tests import deploykit
 from tests.deploykit import login, snapshot, stored_verifiers
 from tests.e2e.helpers import (

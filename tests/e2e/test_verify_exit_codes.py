@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from pgprov.local.embedded import free_port
 from psycopg import sql
 
-from deploy.local.embedded import free_port
 from tests.deploykit import env_data, run_api, write_inventory
 from tests.pgserver import Names, Server
 

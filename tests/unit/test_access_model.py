@@ -7,10 +7,9 @@ import dataclasses
 import json
 
 import pytest
-
-from deploy.access.privileges import Grant, current_grants, diff, undeclared_owners, wanted_grants
-from deploy.audit.audit import access_checks, bypass_checks, membership_checks, ownership_checks
-from deploy.catalog.state import (
+from pgprov.access.privileges import Grant, current_grants, diff, undeclared_owners, wanted_grants
+from pgprov.audit.audit import access_checks, bypass_checks, membership_checks, ownership_checks
+from pgprov.catalog.state import (
     PUBLIC,
     AclEntry,
     ColumnAclState,
@@ -22,8 +21,9 @@ from deploy.catalog.state import (
     SchemaState,
     Snapshot,
 )
-from deploy.model.spec import SpecError
-from deploy.sql.render import render
+from pgprov.model.spec import SpecError
+from pgprov.sql.render import render
+
 from tests.unit.test_plan import (
     MIGRATOR,
     RUNTIME,
@@ -141,7 +141,7 @@ def test_grantee_filter_writes_the_keyword_only_for_the_pseudo_role() -> None:
 
 
 def _group(object_type: str, grantee: str):
-    from deploy.access.privileges import GrantGroup
+    from pgprov.access.privileges import GrantGroup
 
     return GrantGroup(object_type, "app", "checklistresponse", ("SELECT",), grantee)
 

@@ -1,4 +1,4 @@
-"""app_schema.config: Tortoise config from an explicit URL, or from DATABASE_URL/DB_SCHEMA/.env."""
+"""pgprov.app_schema.config: Tortoise config from an explicit URL, or from DATABASE_URL/DB_SCHEMA/.env."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-
-from app_schema import config
-from app_schema.config import (
+from pgprov.app_schema import config
+from pgprov.app_schema.config import (
     AERICH_MODELS,
     APP_LABEL,
     MODEL_MODULES,

@@ -6,7 +6,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
-from deploy.audit.report import FORMATS, Check, render_report, summary
+from pgprov.audit.report import FORMATS, Check, render_report, summary
 
 CHECKS = [
     Check.compare(

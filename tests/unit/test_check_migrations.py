@@ -1,4 +1,4 @@
-"""app_schema.check_migrations run as `make check-migrations` runs it: subprocess, no database."""
+"""pgprov.app_schema.check_migrations run as `make check-migrations` runs it: subprocess, no database."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def run_check(*args: str, extra_path: Path | None = None) -> subprocess.Complete
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DB_SCHEMA")}
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (REPO, extra_path) if p)
     return subprocess.run(
-        [sys.executable, "-m", "app_schema.check_migrations", *args],
+        [sys.executable, "-m", "pgprov.app_schema.check_migrations", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -91,7 +91,7 @@ def test_changed_models_pass_once_the_migration_exists(
     generate = (
         "import asyncio, sys\n"
         "from aerich import Command\n"
-        "from app_schema.config import OFFLINE_URL, tortoise_config\n"
+        "from pgprov.app_schema.config import OFFLINE_URL, tortoise_config\n"
         "async def main():\n"
         "    cfg = tortoise_config(OFFLINE_URL, models=sys.argv[2:])\n"
         "    command = Command(cfg, app='models', location=sys.argv[1])\n"

@@ -7,17 +7,17 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from deploy.catalog.state import IndexState, Snapshot
-from deploy.migrate.upgrade import bookkeeping_revoke_sql
-from deploy.model.spec import GIN_INDEX, Spec
-from deploy.steps.gin import (
+from pgprov.catalog.state import IndexState, Snapshot
+from pgprov.migrate.upgrade import bookkeeping_revoke_sql
+from pgprov.model.spec import GIN_INDEX, Spec
+from pgprov.steps.gin import (
     GIN_LOCK_KEY,
     TEMP_INDEX,
     IndexPlanError,
     expected_definition,
     gin_items,
 )
+
 from tests.unit.test_plan import converged_split, single_spec, split_spec
 
 JSONB_OPS = (

@@ -13,12 +13,12 @@ import os
 from pathlib import Path
 
 import pytest
+from pgprov.catalog.state import IndexState, Snapshot
+from pgprov.migrate.upgrade import bookkeeping_revoke_sql
+from pgprov.model.spec import GIN_INDEX, Spec
+from pgprov.steps.gin import TEMP_INDEX, gin_items
+from pgprov.steps.plan import Item, Plan, build_plan
 
-from deploy.catalog.state import IndexState, Snapshot
-from deploy.migrate.upgrade import bookkeeping_revoke_sql
-from deploy.model.spec import GIN_INDEX, Spec
-from deploy.steps.gin import TEMP_INDEX, gin_items
-from deploy.steps.plan import Item, Plan, build_plan
 from tests.unit.test_plan import fresh_snapshot, single_spec, split_spec
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from deploy.model.inventory import InventoryError, load_hosts, load_specs
-from deploy.model.spec import SpecError
-from deploy.steps.gin import expected_definition
+from pgprov.model.inventory import InventoryError, load_hosts, load_specs
+from pgprov.model.spec import SpecError
+from pgprov.steps.gin import expected_definition
 
 REPO = Path(__file__).resolve().parents[2]
 SPLIT_DATA = (
@@ -167,12 +166,12 @@ def test_dev_inventory_is_single_user_with_createdb_on_local() -> None:
 def test_local_inventory_pointed_at_a_server_starts_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import deploy.local.embedded
+    import pgprov.local.embedded
 
     def no_server(*args: object, **kwargs: object) -> None:
         raise AssertionError("inventories/local.py started the embedded server")
 
-    monkeypatch.setattr(deploy.local.embedded, "ensure_local_server", no_server)
+    monkeypatch.setattr(pgprov.local.embedded, "ensure_local_server", no_server)
     monkeypatch.setenv("PGHOST", "127.0.0.1")
     monkeypatch.setenv("PGPORT", "15432")
     [(name, spec)] = load_specs("inventories/local.py")

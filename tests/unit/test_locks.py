@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from deploy.model.spec import SpecError, build_spec
-from deploy.sql.locks import (
+from pgprov.model.spec import SpecError, build_spec
+from pgprov.sql.locks import (
     LockPolicy,
     LockTimeout,
     dollar_tag,
     retry_on_lock_timeout,
     with_lock_retries,
 )
+
 from tests.unit.test_plan import split_spec
 
 BASE: dict[str, Any] = {

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from app_schema.config import APP_LABEL
-from deploy.migrate.upgrade import migration_files, pending_migrations
+from pgprov.app_schema.config import APP_LABEL
+from pgprov.migrate.upgrade import migration_files, pending_migrations
 
 FILES = ["10_20270101_ten.py", "0_20261126_init.py", "2_20261203_two.py", "1_20261201_one.py"]
 ORDERED = ["0_20261126_init.py", "1_20261201_one.py", "2_20261203_two.py", "10_20270101_ten.py"]

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from deploy.catalog.state import (
+from pgprov.catalog.state import (
     PUBLIC,
     AclEntry,
     DatabaseState,
@@ -25,10 +24,10 @@ from deploy.catalog.state import (
     SchemaState,
     Snapshot,
 )
-from deploy.model.secrets import StoredPassword
-from deploy.model.spec import Spec, build_spec
-from deploy.sql.locks import session_setup
-from deploy.steps.plan import Plan, build_plan
+from pgprov.model.secrets import StoredPassword
+from pgprov.model.spec import Spec, build_spec
+from pgprov.sql.locks import session_setup
+from pgprov.steps.plan import Plan, build_plan
 
 DB = "hinfelaar_fastapi"
 MIGRATOR = "app_migrator"

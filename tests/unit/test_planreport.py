@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from deploy.audit.planreport import (
+from pgprov.audit.planreport import (
     Change,
     HostPlan,
     PlanReport,

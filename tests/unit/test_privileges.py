@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from deploy.access.privileges import (
+from pgprov.access.privileges import (
     Grant,
     current_grants,
     diff,
@@ -14,7 +13,8 @@ from deploy.access.privileges import (
     predicted_new_database,
     wanted_grants,
 )
-from deploy.catalog.state import PUBLIC, AclEntry, DefaultAclState, RelationState
+from pgprov.catalog.state import PUBLIC, AclEntry, DefaultAclState, RelationState
+
 from tests.unit.test_plan import (
     DB,
     MIGRATOR,

@@ -8,16 +8,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from deploy.catalog.psql import (
+from pgprov.catalog.psql import (
     admin_password,
     passfile_password,
     psql_argv,
     shell_command,
     stdin_for,
 )
-from deploy.model.secrets import Secret, SecretError, parse_secret_ref
-from deploy.model.spec import AdminConnection
+from pgprov.model.secrets import Secret, SecretError, parse_secret_ref
+from pgprov.model.spec import AdminConnection
 
 PASSWORD = "s3cr3t pass'word"
 ADMIN = AdminConnection(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import jinja2
 import pytest
-
-from deploy.sql.render import ENV, ident, idents, keywords, literal, qualified, render
+from pgprov.sql.render import ENV, ident, idents, keywords, literal, qualified, render
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jinja2
-
-from deploy.sql.render import ENV, _bytecode_cache, _BytecodeCache
+from pgprov.sql.render import ENV, _bytecode_cache, _BytecodeCache
 
 
 class Counting(jinja2.Environment):

@@ -12,9 +12,8 @@ import subprocess
 import sys
 
 import pytest
+from pgprov.sql.render import ident, literal
 from psycopg import sql
-
-from deploy.sql.render import ident, literal
 
 HOSTILE = [
     "app",
@@ -67,8 +66,8 @@ def test_literal_refuses_a_nul_character_as_psycopg_does() -> None:
 def test_rendering_a_catalog_query_does_not_import_psycopg() -> None:
     code = (
         "import sys\n"
-        "from deploy.catalog.facts import inspect_script\n"
-        "from deploy.model.spec import build_spec\n"
+        "from pgprov.catalog.facts import inspect_script\n"
+        "from pgprov.model.spec import build_spec\n"
         "spec = build_spec({'pg_environment': 'local', 'pg_profile': 'split', "
         "'pg_runtime': 'it_s', 'pg_migrator_password': 'literal:a', "
         "'pg_runtime_password': 'literal:b', "

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pgprov.access.settings import check_input, settings_problem
+from pgprov.audit.audit import role_checks, setting_checks
+from pgprov.catalog.state import SettingCheck, Snapshot
+from pgprov.model.inventory import load_specs
+from pgprov.model.spec import SpecError
 
-from deploy.access.settings import check_input, settings_problem
-from deploy.audit.audit import role_checks, setting_checks
-from deploy.catalog.state import SettingCheck, Snapshot
-from deploy.model.inventory import load_specs
-from deploy.model.spec import SpecError
 from tests.unit.test_plan import (
     DB,
     MIGRATOR,

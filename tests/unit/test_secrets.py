@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from deploy.model.secrets import (
+from pgprov.model.secrets import (
     Secret,
     SecretError,
     SecretRef,

@@ -1,6 +1,6 @@
 """An environment's spec: defaults from the contracts, and one clear line for every bad input.
 
-Also the reset guard (``deploy.local.reset.check_resettable``), which is a decision on the spec.
+Also the reset guard (``pgprov.local.reset.check_resettable``), which is a decision on the spec.
 """
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from deploy.local.reset import ResetRefused, check_resettable
-from deploy.model.spec import Spec, SpecError, build_spec
+from pgprov.local.reset import ResetRefused, check_resettable
+from pgprov.model.spec import Spec, SpecError, build_spec
 
 INVENTORY = "inventories/staging.py"
 HOST = "db1"

@@ -6,9 +6,8 @@ import json
 from typing import Any
 
 import pytest
-
-from deploy.catalog.state import AclEntry, Snapshot, SnapshotError
-from deploy.model.secrets import StoredPassword
+from pgprov.catalog.state import AclEntry, Snapshot, SnapshotError
+from pgprov.model.secrets import StoredPassword
 
 CLUSTER = {
     "cluster": {

@@ -8,10 +8,9 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import pgprov.catalog.tunnel
 import pytest
-
-import deploy.catalog.tunnel
-from deploy.catalog.tunnel import forward
+from pgprov.catalog.tunnel import forward
 
 
 def echo(sock: socket.socket) -> None:
@@ -99,7 +98,7 @@ def test_tunnel_closed_before_its_thread_runs_ends_cleanly(
     failures: list[BaseException | None] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(args.exc_value))
     monkeypatch.setattr(
-        deploy.catalog.tunnel,
+        pgprov.catalog.tunnel,
         "threading",
         SimpleNamespace(Thread=LateThread, Event=threading.Event),
     )
