@@ -150,7 +150,7 @@ def test_an_installed_wheel_carries_everything_the_plugin_needs(
     (wheel,) = tmp_path.glob("pgprov-*.whl")
     site = tmp_path / "site"
     pip(["install", "--no-deps", "--no-index", "--target", str(site), str(wheel)])
-    templates = sorted(p.name for p in (site / "sql_templates").glob("*.sql.j2"))
+    templates = sorted(p.name for p in (site / "pgprov" / "sql_templates").glob("*.sql.j2"))
     assert templates == sorted(p.name for p in (REPO / "sql_templates").glob("*.sql.j2"))
 
     pytester.makepyfile(test_service=CONSUMER, test_installed=FROM_THE_WHEEL)
