@@ -202,6 +202,7 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
 
     # isort: split
     from pgprov.catalog.facts import Unreadable, run_memory, snapshot
+    from pgprov.model.inventory import import_like_pyinfra
     from pgprov.steps.environment import environment, load_spec
     from pgprov.steps.operations import schema_work
     from pyinfra import logger as pyinfra_logger
@@ -217,8 +218,7 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
     pyinfra_logger.addHandler(logging.NullHandler())
     pyinfra_logger.propagate = False
 
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # as pyinfra's CLI: inventories import their package
+    import_like_pyinfra()
     state = State(check_for_changes=True)
     try:
         with ctx_state.use(state):

@@ -9,7 +9,9 @@ each a name or a ``(name, data)`` tuple, optionally grouped as ``(hosts, group_d
 
 from __future__ import annotations
 
+import os
 import runpy
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,21 @@ def _hosts_of(value: Any) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]
             yield entry[0], group_data, entry[1]
 
 
+def import_like_pyinfra() -> None:
+    """Put the working directory on ``sys.path`` as pyinfra's CLI does (appended, once), so an
+    inventory imports its own package (``from inventories.common import ...``) when a console
+    script runs it from the directory that holds that package, without ``PYTHONPATH``."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+
+
 def load_hosts(path: str | Path, limit: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     """Every (host, data) in the file, once, in order; ``limit`` keeps one host or group."""
     path = Path(path)
     if not path.is_file():
         raise InventoryError(f"{path}: no such inventory file")
+    import_like_pyinfra()
     try:
         namespace = runpy.run_path(str(path))
     except Exception as exc:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,7 +20,7 @@ from pgprov.catalog.state import AclEntry, Snapshot
 from pgprov.migrate.upgrade import migration_files, model_tables
 from psycopg import sql
 
-from tests.deploykit import DeployEnv, env_data, run_api
+from tests.deploykit import REPO, DeployEnv, env_data, run_api
 from tests.pgserver import Names, Server, drop_prefixed
 
 SCHEMA = "app"
@@ -134,3 +136,37 @@ def provisioned(
         yield env, names
     finally:
         drop_prefixed(server, names.prefix)
+
+
+# What a wheel is built from: the packages pyproject.toml lists, nothing of the checkout's
+# state (.venv, .pgdata, caches); building in a copy leaves no build/ in the repository.
+WHEEL_SOURCES = ("pyproject.toml", "deploy", "app_schema", "inventories", "sql_templates")
+
+
+def pip(*args: str, python: str | None = None) -> None:
+    """This virtualenv's pip; ``python`` installs into another interpreter's environment."""
+    target = ["--python", python] if python else []
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", *target, "--disable-pip-version-check", "-q", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def build_wheel(directory: Path) -> Path:
+    """``pip wheel --no-deps`` of a copy of the repository, written into ``directory``."""
+    source = directory / "src"
+    for name in WHEEL_SOURCES:
+        if (REPO / name).is_dir():
+            shutil.copytree(
+                REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            source.mkdir(exist_ok=True)
+            shutil.copy(REPO / name, source / name)
+    pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(directory), str(source))
+    (wheel,) = directory.glob("pgprov-*.whl")
+    return wheel

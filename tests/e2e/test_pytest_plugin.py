@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import prefixed_objects
+from tests.e2e.helpers import build_wheel, pip, prefixed_objects
 from tests.pgserver import Server
 
 pytest_plugins = ["pytester"]
@@ -116,40 +115,15 @@ def test_pgprov_is_the_installed_one_not_a_checkout():
     assert (pgprov.sql.render.TEMPLATE_DIR / "inspect.sql.j2").is_file()
 """
 
-# What a wheel is built from: the packages pyproject.toml lists, nothing of the checkout's
-# state (.venv, .pgdata, caches); building in a copy leaves no build/ in the repository.
-WHEEL_SOURCES = ("pyproject.toml", "deploy", "app_schema", "inventories", "sql_templates")
-
-
-def pip(args: list[str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-
 
 def test_an_installed_wheel_carries_everything_the_plugin_needs(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The service installs pgprov as a dependency, without a checkout: its pytest plugin must
     find the SQL templates and the migrations inside the installed package."""
-    source = tmp_path / "src"
-    for name in WHEEL_SOURCES:
-        if (REPO / name).is_dir():
-            shutil.copytree(
-                REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        else:
-            source.mkdir(exist_ok=True)
-            shutil.copy(REPO / name, source / name)
-    pip(["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(source)])
-    (wheel,) = tmp_path.glob("pgprov-*.whl")
+    wheel = build_wheel(tmp_path)
     site = tmp_path / "site"
-    pip(["install", "--no-deps", "--no-index", "--target", str(site), str(wheel)])
+    pip("install", "--no-deps", "--no-index", "--target", str(site), str(wheel))
     templates = sorted(p.name for p in (site / "pgprov" / "sql_templates").glob("*.sql.j2"))
     assert templates == sorted(p.name for p in (REPO / "sql_templates").glob("*.sql.j2"))
 
