@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import psycopg
 from pgprov.access.privileges import BOOKKEEPING_TABLE
 from pgprov.audit.report import Check
+from pgprov.catalog.session import connect
 from pgprov.catalog.state import Snapshot
 from pgprov.model.secrets import Secret
 from pgprov.model.spec import Spec
@@ -188,7 +189,7 @@ def _message(error: psycopg.Error) -> str:
 
 
 def _connect(spec: Spec, password: Secret, dbname: str) -> psycopg.Connection:
-    return psycopg.connect(
+    return connect(
         host=spec.app_host,
         port=spec.app_port,
         user=probe_role(spec),

@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from pgprov.catalog.session import psql_environment
 from pgprov.model.secrets import Secret, SecretError, resolve
 from pgprov.model.spec import AdminConnection
 
@@ -45,8 +46,12 @@ def shell_command(
     dbname: str | None = None,
     psql: str = "psql",
 ) -> str:
-    """The shell command line pyinfra runs on the target."""
-    argv = " ".join(shlex.quote(part) for part in psql_argv(admin, dbname=dbname, psql=psql))
+    """The shell command line pyinfra runs on the target: psql under ``env``, which gives it
+    the pinned search_path of every pgprov session (``pgprov.catalog.session``)."""
+    argv = " ".join(
+        shlex.quote(part)
+        for part in ["env", psql_environment(), *psql_argv(admin, dbname=dbname, psql=psql)]
+    )
     if not password_on_stdin:
         return argv
     return f"sh -c {shlex.quote('IFS= read -r PGPASSWORD && export PGPASSWORD && exec ' + argv)}"

@@ -85,10 +85,10 @@ class Target:
 
 
 async def _upgrade(target: Target) -> list[str]:
-    import psycopg
+    from pgprov.catalog.session import connect_async
     from pgprov.sql.locks import MIGRATION_APPLICATION_NAME
 
-    lock = await psycopg.AsyncConnection.connect(
+    lock = await connect_async(
         host=target.host,
         port=target.port,
         user=target.user,

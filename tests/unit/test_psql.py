@@ -15,10 +15,12 @@ from pgprov.catalog.psql import (
     shell_command,
     stdin_for,
 )
+from pgprov.catalog.session import psql_environment
 from pgprov.model.secrets import Secret, SecretError, parse_secret_ref
 from pgprov.model.spec import AdminConnection
 
 PASSWORD = "s3cr3t pass'word"
+PINNED = psql_environment()
 ADMIN = AdminConnection(
     host="db.internal",
     port=6432,
@@ -49,7 +51,7 @@ def test_argv_omits_unset_host_and_user_and_takes_another_database() -> None:
 
 def test_shell_command_without_password_is_the_quoted_argv() -> None:
     command = shell_command(ADMIN, password_on_stdin=False)
-    assert shlex.split(command) == psql_argv(ADMIN)
+    assert shlex.split(command) == ["env", PINNED, *psql_argv(ADMIN)]
 
 
 def test_shell_command_with_password_reads_it_from_stdin_first() -> None:
@@ -59,16 +61,16 @@ def test_shell_command_with_password_reads_it_from_stdin_first() -> None:
     assert len(outer) == 3
     prologue = "IFS= read -r PGPASSWORD && export PGPASSWORD && exec "
     assert outer[2].startswith(prologue)
-    assert shlex.split(outer[2][len(prologue) :]) == psql_argv(ADMIN)
+    assert shlex.split(outer[2][len(prologue) :]) == ["env", PINNED, *psql_argv(ADMIN)]
     assert "s3cr3t" not in command
 
 
 def test_prologue_hands_the_first_line_to_the_program_as_pgpassword(tmp_path: Path) -> None:
     # The same prologue, with a stand-in for psql that prints what it received.
     fake = tmp_path / "psql"
-    fake.write_text('#!/bin/sh\nprintf "%s|" "$PGPASSWORD"; cat\n')
+    fake.write_text('#!/bin/sh\nprintf "%s|%s|" "$PGPASSWORD" "$PGOPTIONS"; cat\n')
     fake.chmod(0o700)
-    command = shell_command(ADMIN, password_on_stdin=True).replace("exec psql", f"exec {fake}")
+    command = shell_command(ADMIN, password_on_stdin=True).replace(" psql ", f" {fake} ")
     out = subprocess.run(
         ["sh", "-c", command],  # the command line as pyinfra runs it on the target
         input=stdin_for("SELECT 1;\n", Secret(PASSWORD)),
@@ -77,7 +79,7 @@ def test_prologue_hands_the_first_line_to_the_program_as_pgpassword(tmp_path: Pa
         check=True,
         env={"PATH": os.environ["PATH"]},
     ).stdout
-    assert out == f"{PASSWORD}|SELECT 1;\n"
+    assert out == f"{PASSWORD}|-c search_path=pg_catalog,pg_temp|SELECT 1;\n"
 
 
 def test_stdin_puts_the_password_line_before_the_script() -> None:
