@@ -313,6 +313,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PlanError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("pgprov-plan: interrupted", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # A bug, not drift: one line and 2, never a traceback whose exit status 1 would read
+        # as "changes pending" in CI. Secrets are Secret values, which never print themselves.
+        print(f"pgprov-plan: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     text = RENDERERS[args.format](report)
     if args.output:
         if not write_output(args.output, text):

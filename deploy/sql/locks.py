@@ -39,8 +39,8 @@ FIRST_PAUSE = 0.1
 MAX_PAUSE = 2.0
 
 T = TypeVar("T")
-# A psql meta-command: a line starting with a backslash, or \g, \gexec, \gset ending one.
-_META_COMMAND = re.compile(r"^\s*\\|\s\\g(exec|set)?\b[^'\n]*$", re.MULTILINE)
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
+_IDENTIFIER_CHAR = re.compile(r"[A-Za-z0-9_$\x80-\U0010ffff]")
 
 
 @dataclass(frozen=True)
@@ -87,13 +87,71 @@ def dollar_tag(text: str, base: str) -> str:
     return tag
 
 
+def psql_meta_command(text: str) -> str | None:
+    """The first psql meta-command psql would see in ``text``, or None.
+
+    As psql's own lexer reads SQL: a backslash starts a meta-command only outside string
+    literals (``E''`` strings with their backslash escapes), quoted identifiers, dollar quotes
+    and comments. So a catalog name such as ``"evil \\g"``, quoted by ``ident``, is data."""
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == "\\":
+            return text[i:].split("\n", 1)[0]
+        if char == "'":
+            escapes = i > 0 and text[i - 1] in "eE"
+            escapes = escapes and (i < 2 or not _IDENTIFIER_CHAR.match(text[i - 2]))
+            i = _end_of_quote(text, i + 1, "'", escapes)
+        elif char == '"':
+            i = _end_of_quote(text, i + 1, '"', False)
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif text.startswith("/*", i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if text.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif text.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+        elif char == "$" and (i == 0 or not _IDENTIFIER_CHAR.match(text[i - 1])):
+            tag = _DOLLAR_TAG.match(text, i)
+            if tag is None:
+                i += 1
+                continue
+            end = text.find(tag.group(0), tag.end())
+            i = n if end < 0 else end + len(tag.group(0))
+        else:
+            i += 1
+    return None
+
+
+def _end_of_quote(text: str, i: int, quote: str, escapes: bool) -> int:
+    """Just past the quote that closes the literal or identifier whose content starts at i
+    (a doubled quote is part of it; in an E'' string so is a backslash-escaped character)."""
+    n = len(text)
+    while i < n:
+        if escapes and text[i] == "\\":
+            i += 2
+        elif text[i] == quote:
+            if text.startswith(quote * 2, i):
+                i += 2
+            else:
+                return i + 1
+        else:
+            i += 1
+    return n
+
+
 def with_lock_retries(body: str, policy: LockPolicy, *, what: str) -> str:
     """``body`` (SQL statements) as one DO block that retries it under the policy.
 
     Runs inside the caller's transaction; on exhaustion it raises lock_not_available with
     one line naming ``what`` and the blocking sessions, so the transaction rolls back."""
     body = body.rstrip("\n")
-    if _META_COMMAND.search(body):
+    if psql_meta_command(body):
         # The body runs on the server (EXECUTE): psql's meta-commands would be SQL errors.
         raise ValueError(f"{what}: a psql meta-command cannot run inside the lock-retry block")
     body_tag = dollar_tag(body, "pgprov_body")

@@ -10,6 +10,7 @@ from pgprov.sql.locks import (
     LockPolicy,
     LockTimeout,
     dollar_tag,
+    psql_meta_command,
     retry_on_lock_timeout,
     with_lock_retries,
 )
@@ -155,3 +156,38 @@ def test_psql_meta_commands_are_refused_in_the_server_side_body() -> None:
         with_lock_retries("SELECT 1 \\gexec", LockPolicy(0.5, 5), what="x")
     with pytest.raises(ValueError, match="meta-command"):
         with_lock_retries("SELECT 1;\n\\connect other", LockPolicy(0.5, 5), what="x")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'GRANT SELECT ON "app"."evil \\g" TO "x";',
+        'REVOKE ALL ON "public"."a\\! rm -rf /" FROM "b\\o /tmp/x";',
+        'SELECT "q""\\gexec";',
+        "SELECT 'it''s \\copy';",
+        "SELECT E'a\\'\\\\g';",
+        "SELECT $f$ \\g $f$, $1;",
+        "SELECT 1; -- \\connect other\nSELECT 2;",
+        "SELECT 1 /* a /* nested \\g */ \\! */;",
+        "COMMENT ON ROLE \"x\ny\\! z\" IS 'new\nline \\g';",
+    ],
+)
+def test_names_and_literals_with_backslashes_are_data_not_meta_commands(text: str) -> None:
+    assert psql_meta_command(text) is None
+    assert "EXECUTE" in with_lock_retries(text, LockPolicy(0.5, 5), what="x")
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ("SELECT 1 \\gexec", "\\gexec"),
+        ("SELECT 'a' \\g /tmp/x", "\\g /tmp/x"),
+        ('SELECT "a" \\! id', "\\! id"),
+        ("SELECT E'\\'' \\o f", "\\o f"),
+        ("SELECT $a$x$a$ \\gset", "\\gset"),
+        ("SELECT 1 /* c */ \\q", "\\q"),
+        ("SELECT x$1$ \\g", "\\g"),
+    ],
+)
+def test_meta_commands_outside_quotes_are_found(text: str, command: str) -> None:
+    assert psql_meta_command(text) == command

@@ -116,3 +116,19 @@ def test_missing_inventory_exits_2_with_one_line(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == f"{tmp_path / 'none.py'}: no such inventory file\n"
+
+
+def test_an_unexpected_failure_is_an_error_in_one_line_not_changes_pending(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pgprov.audit.planreport
+
+    def broken(inventory: str, limit: str | None) -> None:
+        raise ValueError("database db: something nobody foresaw")
+
+    monkeypatch.setattr(pgprov.audit.planreport, "make_plan", broken)
+    assert main(["inventories/production.py"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == "pgprov-plan: unexpected error: ValueError: database db: something nobody foresaw\n"
+    )
