@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from pgprov.access.identity import identity_problem, is_marked
 from pgprov.access.privileges import (
     BOOKKEEPING_TABLE,
     DATABASE_OWNER_ROLE,
@@ -133,6 +134,7 @@ def role_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
             row("CONNECTION LIMIT", describe_limit(limit), describe_limit(role.connection_limit))
         )
         checks.append(row("password", "set", "set" if role.has_password else "not set"))
+        checks.append(row("managed by pgprov", "yes", _yes(is_marked(role))))
     return checks
 
 
@@ -531,7 +533,7 @@ def audit(
     for host, spec in specs:
         try:
             snap = read_snapshot(host, spec)
-            problem = settings_problem(spec, snap)
+            problem = settings_problem(spec, snap) or identity_problem(spec, snap)
             if problem:
                 raise AuditError(problem)
             host_checks = catalog_checks(host, spec, snap)

@@ -69,6 +69,8 @@ class RoleState:
     # a non-superuser admin (managed services) needs both for the owner's objects.
     admin_can_use: bool = field(default=True, compare=False)
     admin_can_set: bool = field(default=True, compare=False)
+    # COMMENT ON ROLE: pgprov marks the roles it manages (pgprov.access.identity).
+    comment: str | None = None
 
     def setting(self, database: str, name: str) -> str | None:
         for item in self.settings.get(database, ()):

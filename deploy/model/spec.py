@@ -218,6 +218,13 @@ class Spec(BaseModel):
     def search_path(self) -> tuple[str, ...]:
         return (self.schema_name, "public")
 
+    def role_key(self, name: str) -> str:
+        """The host data key that names ``name`` (a managed role or a reader)."""
+        for which in self.logical_roles:
+            if getattr(self, which) == name:
+                return f"pg_{which}"
+        return "pg_readers"
+
     @property
     def runtime_role(self) -> str | None:
         return self.runtime if self.profile == "split" else None
@@ -357,6 +364,18 @@ def build_spec(data: Mapping[str, Any], *, inventory: str, host: str) -> Spec:
     for reader in spec.readers:
         if reader in spec.roles:
             raise fail("pg_readers", f"{reader!r} is a managed role; a reader must be its own role")
+    for name in spec.privileged_roles:
+        if name in spec.roles or name in spec.readers:
+            raise fail(
+                "pg_privileged_roles",
+                f"{name!r} is a role this deploy manages; a managed role never bypasses privileges",
+            )
+    if spec.admin.user and spec.admin.user in (*spec.roles, *spec.readers):
+        raise fail(
+            spec.role_key(spec.admin.user),
+            f"{spec.admin.user} is the admin this deploy connects as (pg_admin_user or PGUSER); "
+            "a managed role must be a role of its own",
+        )
     if len(set(spec.readers)) != len(spec.readers):
         raise fail("pg_readers", "a reader is listed twice")
     for key, which in PASSWORD_KEYS.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgprov.access.identity import identity_problem
 from pgprov.access.settings import settings_problem
 from pgprov.catalog.facts import Unreadable, connection_args, run_memory, snapshot
 from pgprov.catalog.tunnel import endpoint_problem
@@ -132,7 +133,7 @@ def _current(spec: Spec) -> tuple[Any, str | None]:
             "primary through replication: point this host at the primary"
         )
     # Checked in the snapshot session, so a bad value stops every step before any change.
-    problem = settings_problem(spec, snap)
+    problem = settings_problem(spec, snap) or identity_problem(spec, snap)
     if problem:
         return None, problem
     return snap, None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pgprov.access.identity import MANAGED_MARK, is_marked
 from pgprov.access.privileges import (
     PUBLIC,
     GrantGroup,
@@ -172,12 +173,15 @@ def role_items(
                     revoke_memberships=[],
                     grant_memberships=[],
                     unlogged=snap.is_superuser,
+                    mark=_mark(name),
                 )
             )
             limit = wanted_connection_limit(spec, name)
             if limit != UNLIMITED:
                 items.append(_connection_limit(name, limit, None))
             continue
+        if not is_marked(current):
+            items.append(_mark_item(name))
         changes = [_keyword(a, v) for a, v in wanted.items() if getattr(current, a) != v]
         if changes:
             role = {"name": name, "attributes": changes, "verifier": None}
@@ -238,19 +242,43 @@ def role_items(
 
 def reader_items(spec: Spec, snap: Snapshot) -> list[Item]:
     """Readers are NOLOGIN group roles: created when missing, otherwise left as they are
-    (their members, and any attribute, are managed elsewhere)."""
-    return [
-        make_item(
-            f"create role {name} (NOLOGIN), a read-only group for schema {spec.schema_name}",
-            "roles.sql.j2",
-            create=[{"name": name, "attributes": ["NOLOGIN"], "verifier": None}],
-            alter=[],
-            revoke_memberships=[],
-            grant_memberships=[],
-        )
-        for name in spec.readers
-        if name not in snap.roles
-    ]
+    (their members, and any attribute, are managed elsewhere) but for pgprov's mark."""
+    items = []
+    for name in spec.readers:
+        current = snap.roles.get(name)
+        if current is None:
+            items.append(
+                make_item(
+                    f"create role {name} (NOLOGIN), a read-only group for schema "
+                    f"{spec.schema_name}",
+                    "roles.sql.j2",
+                    create=[{"name": name, "attributes": ["NOLOGIN"], "verifier": None}],
+                    alter=[],
+                    revoke_memberships=[],
+                    grant_memberships=[],
+                    mark=_mark(name),
+                )
+            )
+        elif not is_marked(current):
+            items.append(_mark_item(name))
+    return items
+
+
+def _mark(name: str) -> list[dict[str, str]]:
+    return [{"name": name, "comment": MANAGED_MARK}]
+
+
+def _mark_item(name: str) -> Item:
+    """pgprov's mark on a role it manages that predates the mark (pgprov.access.identity)."""
+    return make_item(
+        f"mark role {name} as managed by pgprov (COMMENT ON ROLE)",
+        "roles.sql.j2",
+        create=[],
+        alter=[],
+        revoke_memberships=[],
+        grant_memberships=[],
+        mark=_mark(name),
+    )
 
 
 def membership_items(spec: Spec, snap: Snapshot) -> list[Item]:

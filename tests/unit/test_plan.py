@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pgprov.access.identity import MANAGED_MARK
 from pgprov.catalog.state import (
     PUBLIC,
     AclEntry,
@@ -85,6 +86,7 @@ def role(name: str, **changes: Any) -> RoleState:
         has_password=True,
         settings={DB: ("search_path=app, public",)},
         password=verifier_of(name),
+        comment=MANAGED_MARK,
     )
     return dataclasses.replace(base, **changes)
 

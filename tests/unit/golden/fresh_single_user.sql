@@ -11,6 +11,7 @@ DO $pgprov$ BEGIN
   END IF;
 END $pgprov$;
 RESET pg_stat_statements.track; RESET log_transaction_sample_rate; RESET log_error_verbosity; RESET log_min_error_statement; RESET log_min_duration_sample; RESET log_min_duration_statement; RESET log_statement;
+COMMENT ON ROLE "hinfelaar_fastapi_db_user" IS 'pgprov: managed role';
 COMMIT;
 RESET log_transaction_sample_rate;
 SELECT pg_catalog.pg_advisory_lock(1885827186) \g /dev/null

@@ -11,6 +11,7 @@ DO $pgprov$ BEGIN
   END IF;
 END $pgprov$;
 RESET pg_stat_statements.track; RESET log_transaction_sample_rate; RESET log_error_verbosity; RESET log_min_error_statement; RESET log_min_duration_sample; RESET log_min_duration_statement; RESET log_statement;
+COMMENT ON ROLE "app_migrator" IS 'pgprov: managed role';
 SET log_statement = 'none'; SET log_min_duration_statement = -1; SET log_min_duration_sample = -1; SET log_min_error_statement = 'panic'; SET log_error_verbosity = 'terse'; SET log_transaction_sample_rate = 0; SET pg_stat_statements.track = 'none';
 DO $pgprov$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'app_runtime') THEN
@@ -18,6 +19,7 @@ DO $pgprov$ BEGIN
   END IF;
 END $pgprov$;
 RESET pg_stat_statements.track; RESET log_transaction_sample_rate; RESET log_error_verbosity; RESET log_min_error_statement; RESET log_min_duration_sample; RESET log_min_duration_statement; RESET log_statement;
+COMMENT ON ROLE "app_runtime" IS 'pgprov: managed role';
 COMMIT;
 RESET log_transaction_sample_rate;
 SELECT pg_catalog.pg_advisory_lock(1885827186) \g /dev/null
