@@ -14,7 +14,6 @@ limit is a role attribute; an undeclared one is -1 (none).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from pgprov.catalog.state import RoleState, Snapshot
@@ -27,14 +26,6 @@ NOT_SET = "(not set)"
 UNLIMITED = -1
 
 
-def declared_settings(spec: Spec) -> dict[str, dict[str, str]]:
-    """Role name -> declared {setting: value}, for every managed role (search_path apart)."""
-    return {
-        getattr(spec, which): dict(spec.role_settings.get(which, {}))
-        for which in spec.logical_roles
-    }
-
-
 def wanted_connection_limit(spec: Spec, role: str) -> int:
     for which in spec.logical_roles:
         if getattr(spec, which) == role:
@@ -44,22 +35,6 @@ def wanted_connection_limit(spec: Spec, role: str) -> int:
 
 def describe_limit(limit: int) -> str:
     return "none" if limit == UNLIMITED else str(limit)
-
-
-def check_input(spec: Spec) -> str | None:
-    """The JSON the snapshot's settings check reads (None: nothing declared, no check)."""
-    values = sorted(
-        {
-            (name, value)
-            for settings in declared_settings(spec).values()
-            for name, value in settings.items()
-        }
-    )
-    if not values:
-        return None
-    return json.dumps(
-        {"roles": spec.roles, "database": spec.database, "values": [list(v) for v in values]}
-    )
 
 
 def settings_problem(spec: Spec, snap: Snapshot) -> str | None:
@@ -140,7 +115,7 @@ def setting_rows(spec: Spec, snap: Snapshot) -> list[SettingRow]:
     in this database, then each stored role-wide."""
     rows: list[SettingRow] = []
     db = spec.database
-    for name, declared in declared_settings(spec).items():
+    for name, declared in spec.declared_settings().items():
         role = snap.roles.get(name)
         path = normalise_path(role.setting(db, SEARCH_PATH)) if role else None
         rows.append(

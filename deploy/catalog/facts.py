@@ -13,11 +13,11 @@ converged deploy must cost exactly one round trip.
 from __future__ import annotations
 
 import dataclasses
+import json
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from pgprov.access.settings import check_input
 from pgprov.catalog.psql import Stdin, admin_password, local_psql, shell_command, stdin_for
 from pgprov.catalog.state import Snapshot, SnapshotError
 from pgprov.model.secrets import new_password_key
@@ -79,6 +79,22 @@ def inspect_script(spec: Spec, password_key: str | None = None) -> str:
         index_names=[GIN_INDEX, GIN_INDEX + "_new"],
         gin_table=GIN_TABLE,
         settings_input=check_input(spec),
+    )
+
+
+def check_input(spec: Spec) -> str | None:
+    """The JSON the snapshot's settings check reads (None: nothing declared, no check)."""
+    values = sorted(
+        {
+            (name, value)
+            for settings in spec.declared_settings().values()
+            for name, value in settings.items()
+        }
+    )
+    if not values:
+        return None
+    return json.dumps(
+        {"roles": spec.roles, "database": spec.database, "values": [list(v) for v in values]}
     )
 
 

@@ -14,10 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgprov.model.secrets import StoredPassword
-
-# The PUBLIC pseudo-role (aclexplode's grantee 0, JSON null in the snapshot). No real role can
-# have an empty name, so a role really named "PUBLIC" never reads as the pseudo-role.
-PUBLIC = ""
+from pgprov.model.spec import PUBLIC  # aclexplode's grantee 0, JSON null in the snapshot
 
 
 class SnapshotError(ValueError):

@@ -16,9 +16,10 @@ import asyncio
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from pgprov.app_schema.config import APP_LABEL, MIGRATIONS_LOCATION
 from pgprov.model.spec import DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
@@ -428,8 +429,11 @@ def run_child(target: Target, *, timeout: float = 3600) -> list[str]:
     return list(reply["applied"])
 
 
-def run_upgrade(state, host, spec) -> bool:
-    """pyinfra callback: upgrade as the owner, through an SSH tunnel when the spec asks."""
+def run_upgrade(state, host, spec, blockers: Callable[[Any, Any, Any], str]) -> bool:
+    """pyinfra callback: upgrade as the owner, through an SSH tunnel when the spec asks.
+
+    ``blockers(state, host, spec)`` names the sessions that held the locks a migration waited
+    for; the steps pass their own (migrate never imports the steps that sequence it)."""
     from pgprov.model.secrets import resolve
     from pyinfra import logger
 
@@ -466,9 +470,7 @@ def run_upgrade(state, host, spec) -> bool:
     except MigrationError as exc:
         message = str(exc)
         if BLOCKERS_PLACEHOLDER in message:
-            from pgprov.steps.operations import blocking_sessions
-
-            message = message.replace(BLOCKERS_PLACEHOLDER, blocking_sessions(state, host, spec))
+            message = message.replace(BLOCKERS_PLACEHOLDER, blockers(state, host, spec))
         logger.error(f"{host.print_prefix}{message}")
         return False
     for version in applied:

@@ -29,6 +29,9 @@ DEFAULT_APP_USER = "hinfelaar_fastapi_db_user"
 GIN_INDEX = "idx_checklistresponse_answers_gin"
 GIN_TABLE = "checklistresponse"
 GIN_COLUMN = "answers"
+# The PUBLIC pseudo-role in our data: an empty name, which no real role can have (a role really
+# named "PUBLIC" stays a role). The catalog snapshot, the access model and the SQL share it.
+PUBLIC = ""
 RESERVED_ROLES = frozenset({"public", "postgres", "none", "current_user", "session_user"})
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
 SYSTEM_SCHEMAS = frozenset({"public", "information_schema"})
@@ -224,6 +227,13 @@ class Spec(BaseModel):
             if getattr(self, which) == name:
                 return f"pg_{which}"
         return "pg_readers"
+
+    def declared_settings(self) -> dict[str, dict[str, str]]:
+        """Role name -> declared {setting: value}, for every managed role (search_path apart)."""
+        return {
+            getattr(self, which): dict(self.role_settings.get(which, {}))
+            for which in self.logical_roles
+        }
 
     @property
     def runtime_role(self) -> str | None:

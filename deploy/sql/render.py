@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 import jinja2.bccache
 import pgprov.sql_templates
-from pgprov.catalog.state import PUBLIC
+from pgprov.model.spec import PUBLIC
 
 TEMPLATE_DIR = Path(pgprov.sql_templates.__file__).resolve().parent
 
@@ -60,7 +60,7 @@ def literal(value: Any) -> str:
 
 
 def grantee(name: str) -> str:
-    """A grantee: the keyword PUBLIC only for the pseudo-role (``pgprov.catalog.state.PUBLIC``, an
+    """A grantee: the keyword PUBLIC only for the pseudo-role (``pgprov.model.spec.PUBLIC``, an
     empty name no real role can have); a role really named "PUBLIC" is quoted like any other."""
     return "PUBLIC" if _defined(name) == PUBLIC else ident(name)
 

@@ -185,7 +185,7 @@ def migrate(spec: Spec):
             [Item(f"apply migration {name} as {spec.owner}", "", "") for name in work],
             show_sql=False,
         )
-    yield FunctionCommand(run_upgrade, (spec,), {})
+    yield FunctionCommand(run_upgrade, (spec, blocking_sessions), {})
 
 
 @operation(is_idempotent=True)

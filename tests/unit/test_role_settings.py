@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pgprov.access.settings import check_input, settings_problem
+from pgprov.access.settings import settings_problem
 from pgprov.audit.audit import role_checks, setting_checks
+from pgprov.catalog.facts import check_input
 from pgprov.catalog.state import SettingCheck, Snapshot
 from pgprov.model.inventory import load_specs
 from pgprov.model.spec import SpecError
