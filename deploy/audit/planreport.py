@@ -201,10 +201,11 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
     from pyinfra_cli.inventory import make_inventory_from_files
 
     # isort: split
-    from pgprov.catalog.facts import Unreadable, run_memory, snapshot
+    from pgprov.catalog.facts import Unreadable, snapshot
     from pgprov.model.inventory import import_like_pyinfra
     from pgprov.steps.environment import environment, load_spec
     from pgprov.steps.operations import schema_work
+    from pgprov.steps.plan import HostRun
     from pyinfra import logger as pyinfra_logger
     from pyinfra.api import Config, State
     from pyinfra.api.connect import connect_all, disconnect_all
@@ -268,20 +269,19 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
                     continue
                 plan.database, plan.admin = spec.database, spec.admin.describe()
                 where = f"{spec.inventory}: host {host.name}"
+                run = HostRun()
                 try:
-                    add_deploy(state, environment, spec=spec, host=host)
+                    add_deploy(state, environment, spec=spec, run=run, host=host)
                 except PyinfraError as exc:
                     # fail_hosts raises once no host is left; the host's own line was recorded.
-                    if not run_memory(host, "errors", list):
+                    if not run.errors:
                         plan.status, plan.error = "error", f"{where}: {exc}"
                         continue
-                errors = run_memory(host, "errors", list)
-                if errors:
-                    plan.status, plan.error = "error", f"{where}: {errors[0]}"
+                if run.errors:
+                    plan.status, plan.error = "error", f"{where}: {run.errors[0]}"
                     continue
                 plan.changes = [
-                    Change(_step(key), item.description, item.display)
-                    for key, item in run_memory(host, "plan", list)
+                    Change(_step(key), item.description, item.display) for key, item in run.items
                 ]
                 snap = snapshot(host, spec)  # the run's cached snapshot: no second query
                 readable = snap is not None and not isinstance(snap, Unreadable)

@@ -3,6 +3,7 @@
 Used by the CLI entry (deploy/provision.py) and by the pyinfra API (tests, benchmarks):
 
     add_deploy(state, environment)
+    add_deploy(state, environment, run=run)   # run = HostRun(): the plan and errors, as values
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pgprov.model.secrets import SecretError, resolve
 from pgprov.model.spec import PASSWORD_KEYS, Spec, SpecError, build_spec
 from pgprov.steps import operations
+from pgprov.steps.plan import HostRun
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
@@ -41,17 +43,23 @@ def load_spec() -> Spec:
 
 
 @deploy("hinfelaar_fastapi database")
-def environment(spec: Spec | None = None) -> None:
+def environment(spec: Spec | None = None, run: HostRun | None = None) -> None:
+    """The three steps for this host; ``run`` (a ``HostRun``) receives what they planned and
+    what stopped them, for a caller that reports it."""
     spec = spec or load_spec()
+    run = run if run is not None else HostRun()
     operations.provision(
         name=f"Provision database {spec.database} ({spec.profile}) on {spec.admin.describe()}",
         spec=spec,
+        run=run,
     )
     operations.migrate(
         name=f"Schema {spec.schema_name}: {SCHEMA_STEP[spec.schema_mode]} as {spec.owner}",
         spec=spec,
+        run=run,
     )
     operations.gin_index(
         name=f"JSONB GIN index ({spec.gin_opclass}) on {spec.schema_name}.checklistresponse(answers)",
         spec=spec,
+        run=run,
     )

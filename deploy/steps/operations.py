@@ -6,7 +6,9 @@ Each operation reads the world through ``pgprov.catalog.facts.snapshot`` (one qu
 on stdin. When nothing is needed it says why, through ``host.noop``.
 
     from pgprov.steps import operations
-    operations.provision(spec=spec, name="Provision roles, database, schema and privileges")
+    run = HostRun()
+    operations.provision(spec=spec, run=run, name="Provision roles, database and privileges")
+    run.items, run.errors      # what was planned for this host, and what stopped it
 """
 
 from __future__ import annotations
@@ -15,27 +17,24 @@ from typing import Any
 
 from pgprov.access.identity import identity_problem
 from pgprov.access.settings import settings_problem
-from pgprov.catalog.facts import Unreadable, connection_args, run_memory, snapshot
+from pgprov.catalog.facts import Unreadable, connection_args, snapshot
 from pgprov.catalog.tunnel import endpoint_problem
 from pgprov.migrate.upgrade import pending_migrations, run_upgrade, warm_up
 from pgprov.model.secrets import Secret, resolve, stored_password_matches
 from pgprov.model.spec import Spec
 from pgprov.sql.locks import LockPolicy, LockTimeout, blockers_query, retry_on_lock_timeout
 from pgprov.steps.gin import IndexPlanError, gin_items
-from pgprov.steps.plan import Item, build_plan
+from pgprov.steps.plan import HostRun, Item, build_plan
 from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.state import StateStage
 
 
-def announce(key: str, items: list[Item], *, show_sql: bool = True) -> None:
-    """Print the plan once per host and run (pyinfra may call a generator twice)."""
-    shown: set[str] = run_memory(host, "announced", set)
-    if key in shown:
+def announce(run: HostRun, key: str, items: list[Item], *, show_sql: bool = True) -> None:
+    """Record the step's items in the host's run and print them, once per run (pyinfra may
+    call a generator twice)."""
+    if not run.add(key, items):
         return
-    shown.add(key)
-    # pgprov-plan reads the items back from here (deploy/audit/planreport.py).
-    run_memory(host, "plan", list).extend((key, item) for item in items)
     for item in items:
         logger.info(f"{host.print_prefix}  + {item.description}")
         if show_sql:
@@ -48,14 +47,11 @@ def _fail(state, host, message: str) -> bool:
     return False
 
 
-def failure(key: str, message: str) -> FunctionCommand:
+def failure(run: HostRun, key: str, message: str) -> FunctionCommand:
     """A command that fails this host's operation with one clear line (and says so in plans)."""
-    shown: set[str] = run_memory(host, "failures", set)
-    if key not in shown and state.current_stage == StateStage.Prepare:
+    if state.current_stage == StateStage.Prepare and run.fail(key, message):
         # Plans (--dry) never execute the command: say it now, and count the host as failed
         # so a plan that cannot be made does not pass for an empty one.
-        shown.add(key)
-        run_memory(host, "errors", list).append(message)
         host.log_styled(message, fg="red", log_func=logger.error)
         state.fail_hosts({host._get_module() if hasattr(host, "_get_module") else host})
     return FunctionCommand(_fail, (message,), {})
@@ -72,18 +68,19 @@ def psql_command(spec: Spec, script: str, *, dbname: str | None = None) -> Strin
 
 
 @operation(is_idempotent=True)
-def provision(spec: Spec):
+def provision(spec: Spec, run: HostRun):
     """Roles, database, schema, privileges, default privileges, search_path and hardening.
 
     + spec: the validated environment (``pgprov.model.spec.build_spec``)
+    + run: the host's run, which receives the plan's items and the errors (``HostRun``)
 
     .. code:: python
 
-        operations.provision(spec=spec, name="Provision hinfelaar_fastapi")
+        operations.provision(spec=spec, run=run, name="Provision hinfelaar_fastapi")
     """
     snap, problem = _current(spec)
     if problem:
-        yield failure("catalog", problem)
+        yield failure(run, "catalog", problem)
         return
     work = schema_work(spec, snap)
     if work and state.current_stage != StateStage.Prepare:
@@ -91,7 +88,7 @@ def provision(spec: Spec):
         # environment provisioned but half-done.
         problem = endpoint_problem(host, spec.app_host, spec.app_port, tunnel=spec.tunnel)
         if problem:
-            yield failure("endpoint", f"pg_app_host/pg_app_port: {problem}")
+            yield failure(run, "endpoint", f"pg_app_host/pg_app_port: {problem}")
             return
         warm_up()
     passwords = resolved_passwords(spec)
@@ -105,6 +102,7 @@ def provision(spec: Spec):
     )
     if plan.roles and not (snap.is_superuser or snap.can_create_role):
         yield failure(
+            run,
             "createrole",
             f"the admin {snap.current_user} has neither SUPERUSER nor CREATEROLE, so it cannot "
             f"create or alter roles {', '.join(spec.roles)}: grant it CREATEROLE (managed "
@@ -116,7 +114,7 @@ def provision(spec: Spec):
             f"database {spec.database}: roles, ownership, privileges and settings already as declared"
         )
         return
-    announce(f"provision:{spec.database}", plan.items)
+    announce(run, f"provision:{spec.database}", plan.items)
     yield psql_command(spec, plan.script())
 
 
@@ -151,7 +149,7 @@ def schema_work(spec: Spec, snap: Any) -> list[str]:
 
 
 @operation(is_idempotent=True)
-def migrate(spec: Spec):
+def migrate(spec: Spec, run: HostRun):
     """Bring schema ``app`` to the newest Aerich migration, as the migrator.
 
     Pending versions come from the catalog snapshot (the ``aerich`` table) compared with the
@@ -159,11 +157,11 @@ def migrate(spec: Spec):
 
     .. code:: python
 
-        operations.migrate(spec=spec, name="Apply migrations")
+        operations.migrate(spec=spec, run=run, name="Apply migrations")
     """
     snap, problem = _current(spec)
     if problem:
-        yield failure("catalog", problem)
+        yield failure(run, "catalog", problem)
         return
     work = schema_work(spec, snap)
     if not work:
@@ -175,12 +173,14 @@ def migrate(spec: Spec):
         return
     if spec.schema_mode == "generate":
         announce(
+            run,
             "migrate",
             [Item("create missing tables with Tortoise generate_schemas (prototype mode)", "", "")],
             show_sql=False,
         )
     else:
         announce(
+            run,
             "migrate",
             [Item(f"apply migration {name} as {spec.owner}", "", "") for name in work],
             show_sql=False,
@@ -189,29 +189,29 @@ def migrate(spec: Spec):
 
 
 @operation(is_idempotent=True)
-def gin_index(spec: Spec):
+def gin_index(spec: Spec, run: HostRun):
     """The JSONB GIN index on checklistresponse(answers) with the environment's operator class.
 
     .. code:: python
 
-        operations.gin_index(spec=spec, name="JSONB GIN index")
+        operations.gin_index(spec=spec, run=run, name="JSONB GIN index")
     """
     snap, problem = _current(spec)
     if problem:
-        yield failure("catalog", problem)
+        yield failure(run, "catalog", problem)
         return
     work = schema_work(spec, snap)
     try:
         items = gin_items(spec, snap, table_will_exist=bool(work))
     except IndexPlanError as exc:
-        yield failure("gin", str(exc))
+        yield failure(run, "gin", str(exc))
         return
     if not items:
         host.noop(
             f"index {spec.schema_name}.idx_checklistresponse_answers_gin is valid and as declared"
         )
         return
-    announce("gin_index", items)
+    announce(run, "gin_index", items)
     script = "".join(i.sql for i in items)
     yield FunctionCommand(run_with_lock_retries, (spec, script, "the GIN index step"), {})
 

@@ -52,6 +52,33 @@ class Item:
 
 
 @dataclass
+class HostRun:
+    """One host's run as a value: the items each step planned (in order) and the errors that
+    stopped it. The deploy fills it; whoever reports the run reads it (``pgprov-plan``, the
+    pytest plugin)."""
+
+    items: list[tuple[str, Item]] = field(default_factory=list)  # (step key, item)
+    errors: list[str] = field(default_factory=list)
+    _keys: set[str] = field(default_factory=set, repr=False)
+
+    def add(self, key: str, items: list[Item]) -> bool:
+        """Record a step's items once (pyinfra may run a generator twice); True the first time."""
+        if key in self._keys:
+            return False
+        self._keys.add(key)
+        self.items.extend((key, item) for item in items)
+        return True
+
+    def fail(self, key: str, message: str) -> bool:
+        """Record a step's error once; True the first time."""
+        if f"error:{key}" in self._keys:
+            return False
+        self._keys.add(f"error:{key}")
+        self.errors.append(message)
+        return True
+
+
+@dataclass
 class Plan:
     """Items per phase: cluster-wide (roles), CREATE DATABASE, and the database transaction."""
 

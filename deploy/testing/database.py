@@ -71,8 +71,8 @@ def _secret_file(directory: Path, name: str, value: str) -> str:
 
 def deploy(data: dict[str, Any]) -> None:
     """Run the deploy for one ``@local`` host with ``data``; ProvisioningError unless it succeeded."""
-    from pgprov.catalog.facts import run_memory
     from pgprov.steps.environment import environment
+    from pgprov.steps.plan import HostRun
     from pyinfra.api import Config, Inventory, State
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.api.deploy import add_deploy
@@ -82,12 +82,13 @@ def deploy(data: dict[str, Any]) -> None:
     inventory = Inventory((["@local"], data))
     state = State(inventory, Config())
     host = inventory.get_host("@local")
+    run = HostRun()
     try:
         connect_all(state)
-        add_deploy(state, environment)
+        add_deploy(state, environment, run=run)
         run_ops(state)
     except PyinfraError as exc:
-        errors = run_memory(host, "errors", list)
+        errors = run.errors
         raise ProvisioningError(f"pgprov_database: {errors[0] if errors else exc}") from None
     finally:
         disconnect_all(state)
