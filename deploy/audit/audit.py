@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from pgprov.access.identity import identity_problem, is_marked
 from pgprov.access.privileges import (
     BOOKKEEPING_TABLE,
     DATABASE_OWNER_ROLE,
@@ -36,6 +35,7 @@ from pgprov.access.privileges import (
     undeclared_owners,
     wanted_grants,
 )
+from pgprov.access.roles import identity_problem, is_marked, wanted_attributes
 from pgprov.access.settings import (
     describe_limit,
     setting_rows,
@@ -53,7 +53,6 @@ from pgprov.model.inventory import InventoryError, load_specs
 from pgprov.model.secrets import SecretError, resolve
 from pgprov.model.spec import GIN_INDEX, GIN_TABLE, Spec, SpecError
 from pgprov.steps.gin import TEMP_INDEX, expected_definition
-from pgprov.steps.plan import wanted_attributes
 
 # Privileges the runtime must never hold on the migrations' bookkeeping table; listed so a
 # clean environment shows them as checked, not just silently absent.
@@ -549,7 +548,7 @@ def audit(
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m pgprov.audit.audit",
+        prog="pgprov-verify",
         description="Audit environments against their spec: least privilege, changes nothing.",
     )
     parser.add_argument("inventory", help="inventory file, e.g. inventories/staging.py")

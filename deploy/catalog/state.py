@@ -66,7 +66,7 @@ class RoleState:
     # a non-superuser admin (managed services) needs both for the owner's objects.
     admin_can_use: bool = field(default=True, compare=False)
     admin_can_set: bool = field(default=True, compare=False)
-    # COMMENT ON ROLE: pgprov marks the roles it manages (pgprov.access.identity).
+    # COMMENT ON ROLE: pgprov marks the roles it manages (pgprov.access.roles).
     comment: str | None = None
 
     def setting(self, database: str, name: str) -> str | None:

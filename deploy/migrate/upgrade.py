@@ -295,10 +295,6 @@ def main(argv: list[str]) -> int:
     return 0 if "applied" in reply else 1
 
 
-def target_json(target: Target) -> str:
-    return json.dumps(asdict(target)) + "\n"
-
-
 def model_tables() -> list[str]:
     """The service's table names, from the models (prototype mode checks these exist)."""
     import importlib

@@ -263,8 +263,6 @@ def scram_verifier(
     if iterations < 1:
         raise SecretError(f"SCRAM iteration count must be at least 1, not {iterations}")
     if salt is None:
-        # os.urandom, not the secrets module: this module's own name shadows it when
-        # deploy/ itself is on sys.path (``python deploy/x.py``).
         salt = os.urandom(SALT_LENGTH)
     elif not salt:
         raise SecretError("SCRAM salt must not be empty")

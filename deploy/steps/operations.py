@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgprov.access.identity import identity_problem
+from pgprov.access.roles import identity_problem
 from pgprov.access.settings import settings_problem
 from pgprov.catalog.facts import Unreadable, connection_args, snapshot
 from pgprov.catalog.tunnel import endpoint_problem

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pgprov.access.identity import MANAGED_MARK, is_marked
 from pgprov.access.privileges import (
     PUBLIC,
     GrantGroup,
@@ -24,6 +23,7 @@ from pgprov.access.privileges import (
     undeclared_owners,
     wanted_grants,
 )
+from pgprov.access.roles import MANAGED_MARK, is_marked, wanted_attributes
 from pgprov.access.settings import (
     NOT_SET,
     UNLIMITED,
@@ -41,7 +41,6 @@ from pgprov.sql.render import render
 LOCK_KEY = 0x70677072
 UNSAMPLED = "SET log_transaction_sample_rate = 0;"
 RESAMPLED = "RESET log_transaction_sample_rate;"
-ATTRIBUTES = ("superuser", "createdb", "createrole", "replication", "bypassrls", "login", "inherit")
 
 
 @dataclass(frozen=True)
@@ -151,19 +150,6 @@ def make_item(description: str, template: str, **context: object) -> Item:
         render(template, mask=False, **context),
         render(template, mask=True, **context),
     )
-
-
-def wanted_attributes(spec: Spec, role: str) -> dict[str, bool]:
-    createdb = spec.createdb and role == spec.owner
-    return {
-        "superuser": False,
-        "createdb": createdb,
-        "createrole": False,
-        "replication": False,
-        "bypassrls": False,
-        "login": True,
-        "inherit": True,
-    }
 
 
 def _keyword(attribute: str, value: bool) -> str:
@@ -296,7 +282,7 @@ def _mark(name: str) -> list[dict[str, str]]:
 
 
 def _mark_item(name: str) -> Item:
-    """pgprov's mark on a role it manages that predates the mark (pgprov.access.identity)."""
+    """pgprov's mark on a role it manages that predates the mark (pgprov.access.roles)."""
     return make_item(
         f"mark role {name} as managed by pgprov (COMMENT ON ROLE)",
         "roles.sql.j2",

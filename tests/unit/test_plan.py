@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pgprov.access.identity import MANAGED_MARK
+from pgprov.access.roles import MANAGED_MARK
 from pgprov.catalog.state import (
     PUBLIC,
     AclEntry,

@@ -1,4 +1,8 @@
-"""Which roles pgprov may manage: never the admin, and never a powerful role it did not create.
+"""The managed roles: the attributes each has, and which roles pgprov may manage at all.
+
+Every managed login role has LOGIN and INHERIT and none of SUPERUSER, CREATEROLE, REPLICATION
+and BYPASSRLS; only the single_user owner may have CREATEDB (``wanted_attributes``, which the
+plan repairs towards and the audit compares with).
 
 A managed role (migrator, runtime, app user) or a reader is refused before any statement is
 sent when, in the live catalog, it is the role the deploy connects as, or it exists with
@@ -23,6 +27,19 @@ from pgprov.model.spec import Spec
 
 MANAGED_MARK = "pgprov: managed role"
 POWERFUL_ATTRIBUTES = ("superuser", "createrole", "bypassrls", "replication")
+
+
+def wanted_attributes(spec: Spec, role: str) -> dict[str, bool]:
+    """Each role attribute of a managed login role, as declared."""
+    return {
+        "superuser": False,
+        "createdb": spec.createdb and role == spec.owner,
+        "createrole": False,
+        "replication": False,
+        "bypassrls": False,
+        "login": True,
+        "inherit": True,
+    }
 
 
 def declared_roles(spec: Spec) -> list[str]:

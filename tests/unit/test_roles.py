@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from pgprov.access.identity import MANAGED_MARK, identity_problem
+from pgprov.access.roles import MANAGED_MARK, identity_problem
 from pgprov.catalog.state import Snapshot
 from pgprov.model.spec import SpecError
 
