@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 
 deploy: venv
 	$(BIN)/pyinfra -y $(INVENTORY) deploy/provision.py
-	@$(BIN)/python -m pgprov.local.urls $(INVENTORY)
+	@$(BIN)/pgprov-local urls $(INVENTORY)
 
 # pgprov-plan prepares the same deploy as `pyinfra --dry`; exit 1 (changes pending) is a plan, not a failure.
 plan: venv
@@ -29,7 +29,7 @@ verify: venv
 	$(BIN)/pgprov-verify $(INVENTORY) $(VERIFY_ARGS)
 
 reset: venv
-	$(BIN)/python -m pgprov.local.reset $(INVENTORY)
+	$(BIN)/pgprov-local reset $(INVENTORY)
 	$(BIN)/pyinfra -y $(INVENTORY) deploy/provision.py
 
 test: venv
@@ -39,7 +39,7 @@ unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 check-migrations: venv
-	$(BIN)/python -m pgprov.app_schema.check_migrations
+	$(BIN)/pgprov-check-migrations
 
 lint: venv
 	$(BIN)/ruff check .
@@ -52,4 +52,4 @@ bench-deploy: venv
 	$(BIN)/python bench/deploy.py
 
 stop: venv
-	$(BIN)/python -m pgprov.local.embedded stop
+	$(BIN)/pgprov-local stop

@@ -121,7 +121,7 @@ def check(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pgprov.app_schema.check_migrations",
+        prog="pgprov-check-migrations",
         description="Fail when the Tortoise models changed without an Aerich migration.",
     )
     parser.add_argument(

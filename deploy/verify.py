@@ -14,19 +14,11 @@ import sys
 from collections.abc import Sequence
 
 from pgprov.audit.audit import main as audit_main
+from pgprov.audit.report import exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return audit_main(argv)
-    except KeyboardInterrupt:
-        print("pgprov-verify: interrupted", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        # Only the type and message: the audit handles secrets as Secret values, which
-        # never print themselves.
-        print(f"pgprov-verify: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+    return exit_code("pgprov-verify", lambda: audit_main(argv))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
-from pgprov.audit.report import write_output
+from pgprov.audit.report import exit_code, write_output
 
 FORMATS = ("text", "markdown", "json")
 Status = Literal["changes", "converged", "error"]
@@ -308,18 +308,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    return exit_code("pgprov-plan", lambda: _plan(args))
+
+
+def _plan(args: argparse.Namespace) -> int:
     try:
         report = make_plan(args.inventory, args.limit)
     except PlanError as exc:
         print(exc, file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("pgprov-plan: interrupted", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        # A bug, not drift: one line and 2, never a traceback whose exit status 1 would read
-        # as "changes pending" in CI. Secrets are Secret values, which never print themselves.
-        print(f"pgprov-plan: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     text = RENDERERS[args.format](report)
     if args.output:

@@ -252,3 +252,18 @@ def write_output(path: Path, text: str) -> bool:
         print(f"--output {path}: {exc.strerror or exc}", file=sys.stderr)
         return False
     return True
+
+
+def exit_code(command: str, run: Callable[[], int]) -> int:
+    """A console script's exit code: ``run()``'s, or 2 with one line on an interruption or an
+    unexpected failure (a bug is an error, never a traceback whose exit status 1 would read as
+    drift in CI). Only the type and message are printed: secrets are Secret values, which
+    never print themselves."""
+    try:
+        return run()
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"{command}: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2

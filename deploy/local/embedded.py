@@ -36,8 +36,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from psycopg.conninfo import make_conninfo
-
 SYSTEM_BINDIRS = {"15": Path("/usr/lib/postgresql/15/bin")}
 RUN_USER = "pgprov"
 SUPERUSER = "postgres"
@@ -479,6 +477,10 @@ class LocalCluster:
 
     def dsn(self, dbname: str = "postgres", **extra: str) -> str:
         """A superuser libpq connection string over TCP (the password is included)."""
+        # Imported here: inventories/local.py imports this module, and a converged deploy
+        # imports no psycopg (tests/e2e/test_noop_cost.py).
+        from psycopg.conninfo import make_conninfo
+
         return make_conninfo(
             host="127.0.0.1",
             port=str(self.port),
@@ -559,9 +561,9 @@ def local_secret(root: Path, name: str) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m pgprov.local.embedded start|stop|status [ROOT]`` for the embedded server."""
+    """``pgprov-local start|stop|status [ROOT]`` for the embedded server."""
     if not argv or argv[0] not in ("start", "stop", "status"):
-        print("usage: python -m pgprov.local.embedded start|stop|status [.pgdata]")
+        print("usage: pgprov-local start|stop|status [.pgdata]")
         return 2
     root = Path(argv[1] if len(argv) > 1 else ".pgdata")
     try:

@@ -4,7 +4,7 @@ Refused for staging and production (and any environment not meant to be thrown a
 one clear line. The drop runs through psql on the controller with the inventory's admin
 connection (@local targets only); the Makefile then provisions again.
 
-    python -m pgprov.local.reset inventories/dev.py
+    pgprov-local reset inventories/dev.py
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def reset(spec: Spec) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m pgprov.local.reset inventories/<env>.py", file=sys.stderr)
+        print("usage: pgprov-local reset inventories/<env>.py", file=sys.stderr)
         return 2
     try:
         specs = load_specs(argv[0])

@@ -1,4 +1,4 @@
-"""Prints an environment's connection URLs, without passwords: ``python -m pgprov.local.urls INVENTORY``."""
+"""Prints an environment's connection URLs, without passwords: ``pgprov-local urls INVENTORY``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def urls(spec: Spec) -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m pgprov.local.urls inventories/<env>.py", file=sys.stderr)
+        print("usage: pgprov-local urls inventories/<env>.py", file=sys.stderr)
         return 2
     try:
         specs = load_specs(argv[0])

@@ -170,3 +170,19 @@ def build_wheel(directory: Path) -> Path:
     pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(directory), str(source))
     (wheel,) = directory.glob("pgprov-*.whl")
     return wheel
+
+
+# The inventories' default names (production, staging and local use them): a test that deploys
+# one of those inventories on the session server drops them before and after.
+DEFAULT_NAMES = {"database": "hinfelaar_fastapi", "roles": ("app_migrator", "app_runtime")}
+
+
+def drop_default_names(server: Server) -> None:
+    with server.connect() as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(DEFAULT_NAMES["database"])
+            )
+        )
+        for role in DEFAULT_NAMES["roles"]:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

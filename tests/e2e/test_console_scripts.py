@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import pytest
 from psycopg import sql
 
 from tests.deploykit import REPO, env_data, run_api
-from tests.e2e.helpers import build_wheel, pip
+from tests.e2e.helpers import DEFAULT_NAMES, build_wheel, drop_default_names, pip
 from tests.pgserver import Names, Server
 
 pytestmark = pytest.mark.db
@@ -37,8 +38,6 @@ SCRIPTS = {
     "pgprov-verify": ("--format", "junit", "--output", "{out}/verify.xml"),
     "pgprov-plan": ("--format", "markdown", "--output", "{out}/plan.md"),
 }
-# Production's names (the inventory's defaults): the session server holds them only in here.
-PRODUCTION = {"database": "hinfelaar_fastapi", "roles": ("app_migrator", "app_runtime")}
 
 
 @dataclass
@@ -88,21 +87,10 @@ def assert_exits(place: Place, code: int, tmp_path: Path, says: str = "", **kwar
             assert len(lines) == 1 and says in lines[0], f"{script}: {proc.stderr}"
 
 
-def drop_production_names(server: Server) -> None:
-    with server.connect() as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(PRODUCTION["database"])
-            )
-        )
-        for role in PRODUCTION["roles"]:
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-
-
 @pytest.fixture
 def production(pg_server: Server, tmp_path: Path) -> Iterator[Place]:
     """``inventories/production.py`` from the repository root, pointed at the test server."""
-    drop_production_names(pg_server)
+    drop_default_names(pg_server)
     env = without_pythonpath(
         DB_TARGET="@local",
         APP_MIGRATOR_PASSWORD=secrets.token_urlsafe(18),
@@ -112,25 +100,26 @@ def production(pg_server: Server, tmp_path: Path) -> Iterator[Place]:
     try:
         yield Place(REPO, BIN, env, "inventories/production.py")
     finally:
-        drop_production_names(pg_server)
+        drop_default_names(pg_server)
 
 
 def test_production_inventory_from_the_repository_root(
     production: Place, pg_server: Server, tmp_path: Path
 ) -> None:
-    deploy = subprocess.run(
-        [str(BIN / "pyinfra"), "-y", production.inventory, "deploy/provision.py"],
-        cwd=REPO,
-        env=production.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv, cwd=REPO, env=production.env, capture_output=True, text=True, timeout=300
+        )
+
+    deploy = run(str(BIN / "pyinfra"), "-y", production.inventory, "deploy/provision.py")
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
 
     assert_exits(production, 0, tmp_path)
-    with pg_server.connect(PRODUCTION["database"]) as conn:
+    urls = run(str(BIN / "pgprov-local"), "urls", production.inventory)
+    assert urls.returncode == 0, urls.stdout + urls.stderr
+    assert "postgres://app_runtime@" in urls.stdout
+    assert production.env["APP_RUNTIME_PASSWORD"] not in urls.stdout + urls.stderr
+    with pg_server.connect(DEFAULT_NAMES["database"]) as conn:
         conn.execute("GRANT CREATE ON SCHEMA app TO app_runtime")
     assert_exits(production, 1, tmp_path)
     assert_exits(
@@ -207,3 +196,21 @@ def test_consumer_project_with_the_installed_wheel(
         )
     assert_exits(consumer, 1, tmp_path)
     assert_exits(consumer, 2, tmp_path, "pg_schema", inventory="inventories/broken.py")
+
+
+def test_every_console_script_names_itself_in_its_help() -> None:
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {"pgprov-verify", "pgprov-plan", "pgprov-local", "pgprov-check-migrations"} <= set(
+        scripts
+    )
+    for name in scripts:
+        proc = subprocess.run(
+            [str(BIN / name), "--help"],
+            env=without_pythonpath(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"usage: {name} "), proc.stdout
