@@ -201,10 +201,8 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
     from pyinfra_cli.inventory import make_inventory_from_files
 
     # isort: split
-    from pgprov.catalog.facts import Unreadable, snapshot
     from pgprov.model.inventory import import_like_pyinfra
-    from pgprov.steps.environment import environment, load_spec
-    from pgprov.steps.operations import schema_work
+    from pgprov.steps.environment import environment, load_inputs, load_spec
     from pgprov.steps.plan import HostRun
     from pyinfra import logger as pyinfra_logger
     from pyinfra.api import Config, State
@@ -264,6 +262,7 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
             with ctx_state.use(state), ctx_host.use(host):
                 try:
                     spec = load_spec()
+                    inputs = load_inputs(spec)
                 except PyinfraError as exc:
                     plan.status, plan.error = "error", str(exc)
                     continue
@@ -271,7 +270,7 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
                 where = f"{spec.inventory}: host {host.name}"
                 run = HostRun()
                 try:
-                    add_deploy(state, environment, spec=spec, run=run, host=host)
+                    add_deploy(state, environment, spec=spec, inputs=inputs, run=run, host=host)
                 except PyinfraError as exc:
                     # fail_hosts raises once no host is left; the host's own line was recorded.
                     if not run.errors:
@@ -283,10 +282,7 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
                 plan.changes = [
                     Change(_step(key), item.description, item.display) for key, item in run.items
                 ]
-                snap = snapshot(host, spec)  # the run's cached snapshot: no second query
-                readable = snap is not None and not isinstance(snap, Unreadable)
-                if readable and spec.schema_mode == "migrate":
-                    plan.pending_migrations = schema_work(spec, snap)
+                plan.pending_migrations = run.pending_migrations
                 plan.status = "changes" if plan.changes else "converged"
     finally:
         disconnect_all(state)

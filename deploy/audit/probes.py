@@ -22,6 +22,7 @@ from pgprov.catalog.session import connect
 from pgprov.catalog.state import Snapshot
 from pgprov.model.secrets import Secret
 from pgprov.model.spec import Spec
+from pgprov.sql.locks import LockPolicy
 from psycopg import sql
 
 GROUP = "probes"
@@ -34,9 +35,8 @@ DENIED = "42501"  # insufficient_privilege
 STATEMENT_TIMEOUT = "10s"
 
 
-def session_limits(spec: Spec) -> str:
-    lock_timeout = max(1, round(spec.lock_timeout * 1000))
-    return f"-c lock_timeout={lock_timeout}ms -c statement_timeout={STATEMENT_TIMEOUT}"
+def session_limits(policy: LockPolicy) -> str:
+    return f"-c lock_timeout={policy.lock_timeout_ms}ms -c statement_timeout={STATEMENT_TIMEOUT}"
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def _message(error: psycopg.Error) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _connect(spec: Spec, password: Secret, dbname: str) -> psycopg.Connection:
+def _connect(spec: Spec, password: Secret, dbname: str, options: str) -> psycopg.Connection:
     return connect(
         host=spec.app_host,
         port=spec.app_port,
@@ -198,19 +198,20 @@ def _connect(spec: Spec, password: Secret, dbname: str) -> psycopg.Connection:
         autocommit=True,
         connect_timeout=10,
         application_name="pgprov audit probe",
-        options=session_limits(spec),
+        options=options,
     )
 
 
 def run_probes(spec: Spec, snap: Snapshot, password: Secret, *, host: str) -> list[Check]:
     """Log in as the application's role over TCP with its password and run every probe."""
     role = probe_role(spec)
+    options = session_limits(LockPolicy.of(spec))  # once per host, for both logins
 
     def row(obj: str, action: str, declared: str, actual: str, detail: str = "") -> Check:
         return Check.compare(host, GROUP, role, obj, action, declared, actual, detail)
 
     try:
-        conn = _connect(spec, password, spec.database)
+        conn = _connect(spec, password, spec.database, options)
     except psycopg.Error as exc:
         return [row(f"database {spec.database}", "LOGIN", "allowed", "failed", _message(exc))]
     checks = [row(f"database {spec.database}", "LOGIN", "allowed", "allowed")]
@@ -223,7 +224,7 @@ def run_probes(spec: Spec, snap: Snapshot, password: Secret, *, host: str) -> li
                 detail = _message(error) if error is not None and actual != declared else ""
                 checks.append(row(probe.object, probe.action, declared, actual, detail))
             checks.append(_sequence_probe(conn, spec, snap, row))
-        checks.append(_other_database_probe(conn, spec, password, host))
+        checks.append(_other_database_probe(conn, spec, password, host, options))
     return [c for c in checks if c is not None]
 
 
@@ -265,7 +266,7 @@ CONNECT_GRANTEES = sql.SQL(
 
 
 def _other_database_probe(
-    conn: psycopg.Connection, spec: Spec, password: Secret, host: str
+    conn: psycopg.Connection, spec: Spec, password: Secret, host: str, options: str
 ) -> Check | None:
     """Connect to ``postgres``, a database the spec grants the role nothing on.
 
@@ -281,7 +282,7 @@ def _other_database_probe(
     ).fetchone() or (False, False)
     where = f"database {OTHER_DATABASE}"
     try:
-        _connect(spec, password, OTHER_DATABASE).close()
+        _connect(spec, password, OTHER_DATABASE, options).close()
     except psycopg.OperationalError as exc:
         message = _message(exc)
         refused = "permission denied" in str(exc) or "pg_hba.conf" in str(exc)

@@ -2,11 +2,11 @@
 
 The query (sql_templates/inspect.sql.j2) is a single psql session fed on stdin: cluster-wide
 state from the maintenance database, then ``\\connect`` to the environment's database when
-it exists. Callers go through ``snapshot(host, spec)``, which runs the fact once per host and
+it exists. Callers go through ``snapshot(host, spec, admin)``, which runs the fact once per host and
 run: pyinfra calls operation generators twice (to detect changes, then to execute), and a
 converged deploy must cost exactly one round trip.
 
-    snap = snapshot(host, spec)
+    snap = snapshot(host, spec, credentials.admin)
     if snap.database is None: ...
 """
 
@@ -18,9 +18,9 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from pgprov.catalog.psql import Stdin, admin_password, local_psql, shell_command, stdin_for
+from pgprov.catalog.psql import Stdin, local_psql, shell_command, stdin_for
 from pgprov.catalog.state import Snapshot, SnapshotError
-from pgprov.model.secrets import new_password_key
+from pgprov.model.secrets import Secret, new_password_key
 from pgprov.model.spec import GIN_INDEX, GIN_TABLE, Spec
 from pgprov.sql.locks import session_setup
 from pgprov.sql.render import render
@@ -105,22 +105,23 @@ def is_local(host: Any) -> bool:
 
 
 def connection_args(
-    host: Any, spec: Spec, script: str, *, dbname: str | None = None
+    host: Any, spec: Spec, script: str, *, admin: Secret | None, dbname: str | None = None
 ) -> dict[str, Any]:
-    """command line + stdin (+ sudo) for one psql session on this host."""
-    admin = spec.admin
+    """command line + stdin (+ sudo) for one psql session on this host; ``admin`` is the
+    run's admin password (``Credentials.admin``), sent on stdin where psql cannot find it."""
     password = None
-    if not admin.sudo_user and (admin.password is not None or not is_local(host)):
-        password = admin_password(admin)
+    if not spec.admin.sudo_user and (spec.admin.password is not None or not is_local(host)):
+        password = admin
+    admin_connection = spec.admin
     psql = local_psql() if is_local(host) and spec.psql == "psql" else spec.psql
     args: dict[str, Any] = {
         "command_line": shell_command(
-            admin, password_on_stdin=password is not None, dbname=dbname, psql=psql
+            admin_connection, password_on_stdin=password is not None, dbname=dbname, psql=psql
         ),
         "_stdin": Stdin(stdin_for(script, password)),
     }
-    if admin.sudo_user:
-        args.update(_sudo=True, _sudo_user=admin.sudo_user)
+    if admin_connection.sudo_user:
+        args.update(_sudo=True, _sudo_user=admin_connection.sudo_user)
     return args
 
 
@@ -130,8 +131,11 @@ def run_memory(host: Any, name: str, factory: Any) -> Any:
     return _RUN_MEMORY.setdefault(real, {}).setdefault(name, factory())
 
 
-def snapshot(host: Any, spec: Spec, *, refresh: bool = False) -> Snapshot | Unreadable | None:
-    """The host's snapshot for this run (queried once; ``refresh`` forces a new query).
+def snapshot(
+    host: Any, spec: Spec, admin: Secret | None, *, refresh: bool = False
+) -> Snapshot | Unreadable | None:
+    """The host's snapshot for this run (queried once; ``refresh`` forces a new query);
+    ``admin`` is the run's admin password (see ``connection_args``).
 
     ``Unreadable`` carries psql's error; None means the command could not run at all.
     """
@@ -139,7 +143,7 @@ def snapshot(host: Any, spec: Spec, *, refresh: bool = False) -> Snapshot | Unre
     if refresh or spec.database not in cache:
         key = new_password_key()
         # Recognisable in pg_stat_activity as the deploy's (deploy/sql/locks.py).
-        args = connection_args(host, spec, session_setup() + inspect_script(spec, key))
+        args = connection_args(host, spec, session_setup() + inspect_script(spec, key), admin=admin)
         snap = host.get_fact(CatalogSnapshot, _ignore_errors=True, **args)
         if isinstance(snap, Snapshot):
             snap = dataclasses.replace(snap, password_key=key)

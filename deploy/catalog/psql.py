@@ -17,8 +17,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pgprov.catalog.session import psql_environment
-from pgprov.model.secrets import Secret, SecretError, resolve
-from pgprov.model.spec import AdminConnection
+from pgprov.model.secrets import Credentials, Secret, SecretError, resolve
+from pgprov.model.spec import PASSWORD_KEYS, AdminConnection, Spec
 
 # VERBOSITY=terse: an error is one line, without a CONTEXT that would echo the statement
 # (and with it a role's password verifier) into the deploy's output.
@@ -190,3 +190,22 @@ def admin_password(admin: AdminConnection, env: Mapping[str, str] | None = None)
     return passfile_password(
         admin.host, admin.port, admin.dbname, admin.user, env.get("PGPASSFILE")
     )
+
+
+def credentials_of(spec: Spec, env: Mapping[str, str] | None = None) -> Credentials:
+    """Every secret a deploy of ``spec`` needs, resolved once; a SecretError names the host
+    data key (``pg_runtime_password: environment variable ... is not set``)."""
+    passwords: dict[str, Secret] = {}
+    for key, which in PASSWORD_KEYS.items():
+        role = getattr(spec, which)
+        if role not in spec.roles:
+            continue
+        try:
+            passwords[role] = resolve(spec.passwords[role], env)
+        except SecretError as exc:
+            raise SecretError(f"{key}: {exc}") from None
+    try:
+        admin = admin_password(spec.admin, env)
+    except SecretError as exc:
+        raise SecretError(f"pg_admin_password: {exc}") from None
+    return Credentials(passwords, admin)

@@ -19,13 +19,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgprov.app_schema.config import APP_LABEL, MIGRATIONS_LOCATION
 from pgprov.model.spec import DEFAULT_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
 
-# Distinct from the provisioning lock, so an upgrade never waits on a deploy's DDL.
-MIGRATION_LOCK_KEY = 0x7067_6D69  # "pgmi"
+if TYPE_CHECKING:
+    from pgprov.model.secrets import Secret
+    from pgprov.sql.locks import LockPolicy
+
 BLOCKERS_PLACEHOLDER = "<blocking sessions>"  # filled in by the deploy (run_upgrade)
 _VERSION_FILE = re.compile(r"^(\d+)_.*\.py$")
 
@@ -87,7 +89,7 @@ class Target:
 
 async def _upgrade(target: Target) -> list[str]:
     from pgprov.catalog.session import connect_async
-    from pgprov.sql.locks import MIGRATION_APPLICATION_NAME
+    from pgprov.sql.locks import MIGRATION_APPLICATION_NAME, MIGRATION_LOCK_KEY, MIGRATION_LOCK_SQL
 
     lock = await connect_async(
         host=target.host,
@@ -104,7 +106,7 @@ async def _upgrade(target: Target) -> list[str]:
         if lock.info.server_version >= 140000:
             settings["client_connection_check_interval"] = "1s"
             await lock.execute("SET client_connection_check_interval = '1s'")
-        await lock.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        await lock.execute(MIGRATION_LOCK_SQL, (MIGRATION_LOCK_KEY,))
         try:
             return await _upgrade_locked(target, lock, settings)
         finally:
@@ -120,7 +122,7 @@ async def _upgrade_locked(target: Target, lock, settings: dict[str, str]) -> lis
     transaction, so a try that timed out left that version unapplied) within lock_wait."""
     from aerich import Command
     from pgprov.app_schema.config import tortoise_config
-    from pgprov.sql.locks import LockPolicy, LockTimeout
+    from pgprov.sql.locks import LockPolicy, LockTimeout, retry_on_lock_timeout_async
     from tortoise import Tortoise
 
     policy = LockPolicy(target.lock_timeout, target.lock_wait)
@@ -152,7 +154,7 @@ async def _upgrade_locked(target: Target, lock, settings: dict[str, str]) -> lis
                         raise LockTimeout(str(exc)) from exc
                     raise
 
-            await _retry_async(once, policy)
+            await retry_on_lock_timeout_async(once, policy)
             return applied
     except LockTimeout as exc:
         failed = await _first_pending(lock, target)
@@ -168,18 +170,6 @@ async def _upgrade_locked(target: Target, lock, settings: dict[str, str]) -> lis
         # version still pending afterwards is the one that failed.
         failed = await _first_pending(lock, target)
         raise MigrationError(f"migration {failed} failed: {_one_line(exc)}") from exc
-
-
-async def _retry_async(once, policy) -> None:
-    """pgprov.sql.locks.retry_on_lock_timeout for a coroutine: pauses between tries that timed out."""
-    from pgprov.sql.locks import LockTimeout
-
-    for pause in policy.pauses():
-        try:
-            return await once()
-        except LockTimeout:
-            await asyncio.sleep(pause)
-    return await once()
 
 
 def _lock_timed_out(exc: BaseException) -> bool:
@@ -425,28 +415,33 @@ def run_child(target: Target, *, timeout: float = 3600) -> list[str]:
     return list(reply["applied"])
 
 
-def run_upgrade(state, host, spec, blockers: Callable[[Any, Any, Any], str]) -> bool:
-    """pyinfra callback: upgrade as the owner, through an SSH tunnel when the spec asks.
+def run_upgrade(
+    state,
+    host,
+    spec,
+    password: Secret,
+    policy: LockPolicy,
+    blockers: Callable[[Any, Any], str],
+) -> bool:
+    """pyinfra callback: upgrade as the owner (``password``, the run's resolved secret), each
+    lock wait bounded by ``policy``, through an SSH tunnel when the spec asks.
 
-    ``blockers(state, host, spec)`` names the sessions that held the locks a migration waited
-    for; the steps pass their own (migrate never imports the steps that sequence it)."""
-    from pgprov.model.secrets import resolve
+    ``blockers(state, host)`` names the sessions that held the locks a migration waited for;
+    the steps pass their own (migrate never imports the steps that sequence it)."""
     from pyinfra import logger
-
-    password = resolve(spec.passwords[spec.owner]).reveal()
 
     def target(host_name: str, port: int) -> Target:
         return Target(
             host=host_name,
             port=port,
             user=spec.owner,
-            password=password,
+            password=password.reveal(),
             database=spec.database,
             schema=spec.schema_name,
             mode=spec.schema_mode,
             runtime=spec.runtime_role or "",
-            lock_timeout=spec.lock_timeout,
-            lock_wait=spec.lock_wait,
+            lock_timeout=policy.lock_timeout,
+            lock_wait=policy.lock_wait,
         )
 
     try:
@@ -466,7 +461,7 @@ def run_upgrade(state, host, spec, blockers: Callable[[Any, Any, Any], str]) -> 
     except MigrationError as exc:
         message = str(exc)
         if BLOCKERS_PLACEHOLDER in message:
-            message = message.replace(BLOCKERS_PLACEHOLDER, blockers(state, host, spec))
+            message = message.replace(BLOCKERS_PLACEHOLDER, blockers(state, host))
         logger.error(f"{host.print_prefix}{message}")
         return False
     for version in applied:

@@ -374,3 +374,15 @@ def _parse_verifier(stored: str | None) -> tuple[int, bytes, bytes, bytes] | Non
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One run's secrets, resolved once and handed down: each managed role's password and the
+    admin's (None when psql finds its own: peer authentication, PGPASSWORD, a passfile)."""
+
+    passwords: Mapping[str, Secret]
+    admin: Secret | None = None
+
+    def password(self, role: str) -> Secret:
+        return self.passwords[role]

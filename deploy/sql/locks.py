@@ -7,11 +7,14 @@ a try that is not granted in time is rolled back (its locks released) and retrie
 growing pause, and when the next try would overrun ``pg_lock_wait`` the step stops with
 one line naming the blocking sessions (pid, user, application_name, state, transaction age).
 
-Three shapes, one policy (``LockPolicy.of(spec)``):
+Three shapes, one policy (``LockPolicy.of(spec)``, built once per host by the deploy):
 
     with_lock_retries(body, policy, what="database app")   # SQL: a server-side retry loop
     retry_on_lock_timeout(run_once, policy)                 # controller: retry a whole step
+    await retry_on_lock_timeout_async(run_once, policy)     # the same, for a coroutine
     blockers_query(policy)                                  # SQL naming the blockers
+
+Every advisory lock pgprov takes is keyed here, and taken through these statements.
 
 Deploy sessions call themselves ``pgprov ...`` (application_name) so that they can be
 recognised, and on PostgreSQL 14+ set ``client_connection_check_interval``, so the server
@@ -20,15 +23,24 @@ stops their statements soon after a killed deploy's client is gone (``session_se
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from pgprov.model.spec import Spec
 from pgprov.sql.render import render
 
+# Advisory-lock keys, one per kind of work, so that kinds never wait on each other: the
+# provisioning transaction ("pgpr"), the index step's session ("pggi": a concurrent build never
+# blocks provisioning) and the migrations ("pgmi"; Aerich has no lock of its own).
+PROVISION_LOCK_KEY = 0x7067_7072
+GIN_LOCK_KEY = 0x7067_6769
+MIGRATION_LOCK_KEY = 0x7067_6D69
+# The migration lock, for psycopg (parameter: the key); held for the migrator's session.
+MIGRATION_LOCK_SQL = "SELECT pg_catalog.pg_advisory_lock(%s)"
 APPLICATION_NAME = "pgprov deploy"
 MIGRATION_APPLICATION_NAME = "pgprov migrate"
 LOCK_NOT_AVAILABLE = "55P03"
@@ -71,6 +83,15 @@ class LockPolicy:
             spent += pause + self.lock_timeout
             pause = min(pause * 2, MAX_PAUSE)
         return pauses
+
+
+def session_lock(key: int) -> str:
+    """psql lines that hold ``key`` for the session (work that cannot be one transaction)."""
+    return f"SELECT pg_catalog.pg_advisory_lock({key}) \\g /dev/null\n"
+
+
+def session_unlock(key: int) -> str:
+    return f"SELECT pg_catalog.pg_advisory_unlock({key}) \\g /dev/null\n"
 
 
 def session_setup(application_name: str = APPLICATION_NAME) -> str:
@@ -193,3 +214,15 @@ def retry_on_lock_timeout(
         except LockTimeout:
             sleep(pause)
     return run_once()
+
+
+async def retry_on_lock_timeout_async(
+    run_once: Callable[[], Awaitable[T]], policy: LockPolicy
+) -> T:
+    """``retry_on_lock_timeout`` for a coroutine (the migrations): the same pauses, awaited."""
+    for pause in policy.pauses():
+        try:
+            return await run_once()
+        except LockTimeout:
+            await asyncio.sleep(pause)
+    return await run_once()

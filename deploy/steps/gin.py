@@ -6,20 +6,17 @@ alone. INVALID (a failed concurrent build) or another operator class: rebuilt CO
 under a temporary name and swapped in. A valid temporary index with the declared definition
 (a killed deploy's) is reused; any other is dropped.
 
-    items = gin_items(spec, snapshot, table_will_exist=bool(pending))
+    items = gin_items(spec, snapshot, policy, table_will_exist=bool(pending))
 """
 
 from __future__ import annotations
 
 from pgprov.catalog.state import IndexState, Snapshot
 from pgprov.model.spec import GIN_COLUMN, GIN_INDEX, GIN_TABLE, Spec
-from pgprov.sql.locks import LockPolicy, session_setup
+from pgprov.sql.locks import GIN_LOCK_KEY, LockPolicy, session_setup
 from pgprov.steps.plan import Item, make_item
 
 TEMP_INDEX = GIN_INDEX + "_new"
-# The index step's session advisory lock ("pggi"); not the provisioning key, so that a
-# deploy's provisioning transaction never waits on a session that runs a concurrent build.
-GIN_LOCK_KEY = 0x7067_6769
 
 
 class IndexPlanError(RuntimeError):
@@ -46,7 +43,9 @@ def matches(spec: Spec, index: IndexState) -> bool:
     )
 
 
-def gin_items(spec: Spec, snap: Snapshot, *, table_will_exist: bool) -> list[Item]:
+def gin_items(
+    spec: Spec, snap: Snapshot, policy: LockPolicy, *, table_will_exist: bool
+) -> list[Item]:
     """The index step as one item: what the snapshot says it will do, and the script, which
     decides again from the catalog once it holds the GIN lock (deploy/sql/locks.py)."""
     if not snap.gin_table_exists and not table_will_exist:
@@ -86,7 +85,7 @@ def gin_items(spec: Spec, snap: Snapshot, *, table_will_exist: bool) -> list[Ite
             "gin_index.sql.j2",
             session=session_setup(),
             lock_key=GIN_LOCK_KEY,
-            lock_timeout_ms=LockPolicy.of(spec).lock_timeout_ms,
+            lock_timeout_ms=policy.lock_timeout_ms,
             owner=spec.owner,
             schema=spec.schema_name,
             table=GIN_TABLE,

@@ -7,12 +7,13 @@ on stdin. When nothing is needed it says why, through ``host.noop``.
 
     from pgprov.steps import operations
     run = HostRun()
-    operations.provision(spec=spec, run=run, name="Provision roles, database and privileges")
+    operations.provision(spec=spec, inputs=load_inputs(spec), run=run, name="Provision ...")
     run.items, run.errors      # what was planned for this host, and what stopped it
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pgprov.access.roles import identity_problem
@@ -20,11 +21,11 @@ from pgprov.access.settings import settings_problem
 from pgprov.catalog.facts import Unreadable, connection_args, snapshot
 from pgprov.catalog.tunnel import endpoint_problem
 from pgprov.migrate.upgrade import pending_migrations, run_upgrade, warm_up
-from pgprov.model.secrets import Secret, resolve, stored_password_matches
+from pgprov.model.secrets import Secret, stored_password_matches
 from pgprov.model.spec import Spec
-from pgprov.sql.locks import LockPolicy, LockTimeout, blockers_query, retry_on_lock_timeout
+from pgprov.sql.locks import LockTimeout, blockers_query, retry_on_lock_timeout
 from pgprov.steps.gin import IndexPlanError, gin_items
-from pgprov.steps.plan import HostRun, Item, build_plan
+from pgprov.steps.plan import HostInputs, HostRun, Item, build_plan
 from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.state import StateStage
@@ -57,28 +58,29 @@ def failure(run: HostRun, key: str, message: str) -> FunctionCommand:
     return FunctionCommand(_fail, (message,), {})
 
 
-def resolved_passwords(spec: Spec) -> dict[str, Secret]:
-    return {role: resolve(ref) for role, ref in spec.passwords.items() if role in spec.roles}
-
-
-def psql_command(spec: Spec, script: str, *, dbname: str | None = None) -> StringCommand:
-    args: dict[str, Any] = connection_args(host, spec, script, dbname=dbname)
+def psql_command(
+    spec: Spec, inputs: HostInputs, script: str, *, dbname: str | None = None
+) -> StringCommand:
+    args: dict[str, Any] = connection_args(
+        host, spec, script, admin=inputs.credentials.admin, dbname=dbname
+    )
     command_line = args.pop("command_line")
     return StringCommand(command_line, **args)
 
 
 @operation(is_idempotent=True)
-def provision(spec: Spec, run: HostRun):
+def provision(spec: Spec, inputs: HostInputs, run: HostRun):
     """Roles, database, schema, privileges, default privileges, search_path and hardening.
 
     + spec: the validated environment (``pgprov.model.spec.build_spec``)
+    + inputs: the run's secrets and lock policy, resolved once (``HostInputs``)
     + run: the host's run, which receives the plan's items and the errors (``HostRun``)
 
     .. code:: python
 
-        operations.provision(spec=spec, run=run, name="Provision hinfelaar_fastapi")
+        operations.provision(spec=spec, inputs=inputs, run=run, name="Provision hinfelaar_fastapi")
     """
-    snap, problem = _current(spec)
+    snap, problem = _current(spec, inputs)
     if problem:
         yield failure(run, "catalog", problem)
         return
@@ -91,10 +93,11 @@ def provision(spec: Spec, run: HostRun):
             yield failure(run, "endpoint", f"pg_app_host/pg_app_port: {problem}")
             return
         warm_up()
-    passwords = resolved_passwords(spec)
+    passwords = inputs.credentials.passwords
     plan = build_plan(
         spec,
         snap,
+        inputs.policy,
         verifier_for=lambda role: _verifier(passwords[role]),
         password_matches=lambda role, stored: stored_password_matches(
             passwords[role], stored, snap.password_key
@@ -115,12 +118,12 @@ def provision(spec: Spec, run: HostRun):
         )
         return
     announce(run, f"provision:{spec.database}", plan.items)
-    yield psql_command(spec, plan.script())
+    yield psql_command(spec, inputs, plan.script())
 
 
-def _current(spec: Spec) -> tuple[Any, str | None]:
+def _current(spec: Spec, inputs: HostInputs) -> tuple[Any, str | None]:
     """(snapshot, None), or (None, the one line that stops this host)."""
-    snap = snapshot(host, spec)
+    snap = snapshot(host, spec, inputs.credentials.admin)
     if snap is None:
         return None, f"cannot read the catalog as {spec.admin.describe()} (see above)"
     if isinstance(snap, Unreadable):
@@ -149,7 +152,7 @@ def schema_work(spec: Spec, snap: Any) -> list[str]:
 
 
 @operation(is_idempotent=True)
-def migrate(spec: Spec, run: HostRun):
+def migrate(spec: Spec, inputs: HostInputs, run: HostRun):
     """Bring schema ``app`` to the newest Aerich migration, as the migrator.
 
     Pending versions come from the catalog snapshot (the ``aerich`` table) compared with the
@@ -157,13 +160,15 @@ def migrate(spec: Spec, run: HostRun):
 
     .. code:: python
 
-        operations.migrate(spec=spec, run=run, name="Apply migrations")
+        operations.migrate(spec=spec, inputs=inputs, run=run, name="Apply migrations")
     """
-    snap, problem = _current(spec)
+    snap, problem = _current(spec, inputs)
     if problem:
         yield failure(run, "catalog", problem)
         return
     work = schema_work(spec, snap)
+    if spec.schema_mode == "migrate":
+        run.pending_migrations = list(work)
     if not work:
         applied = len(snap.migrations or ())
         if spec.schema_mode == "generate":
@@ -185,24 +190,26 @@ def migrate(spec: Spec, run: HostRun):
             [Item(f"apply migration {name} as {spec.owner}", "", "") for name in work],
             show_sql=False,
         )
-    yield FunctionCommand(run_upgrade, (spec, blocking_sessions), {})
+    blockers = functools.partial(blocking_sessions, spec=spec, inputs=inputs)
+    password = inputs.credentials.password(spec.owner)
+    yield FunctionCommand(run_upgrade, (spec, password, inputs.policy, blockers), {})
 
 
 @operation(is_idempotent=True)
-def gin_index(spec: Spec, run: HostRun):
+def gin_index(spec: Spec, inputs: HostInputs, run: HostRun):
     """The JSONB GIN index on checklistresponse(answers) with the environment's operator class.
 
     .. code:: python
 
-        operations.gin_index(spec=spec, run=run, name="JSONB GIN index")
+        operations.gin_index(spec=spec, inputs=inputs, run=run, name="JSONB GIN index")
     """
-    snap, problem = _current(spec)
+    snap, problem = _current(spec, inputs)
     if problem:
         yield failure(run, "catalog", problem)
         return
     work = schema_work(spec, snap)
     try:
-        items = gin_items(spec, snap, table_will_exist=bool(work))
+        items = gin_items(spec, snap, inputs.policy, table_will_exist=bool(work))
     except IndexPlanError as exc:
         yield failure(run, "gin", str(exc))
         return
@@ -213,19 +220,21 @@ def gin_index(spec: Spec, run: HostRun):
         return
     announce(run, "gin_index", items)
     script = "".join(i.sql for i in items)
-    yield FunctionCommand(run_with_lock_retries, (spec, script, "the GIN index step"), {})
+    yield FunctionCommand(run_with_lock_retries, (spec, inputs, script, "the GIN index step"), {})
 
 
-def run_with_lock_retries(state, host, spec: Spec, script: str, what: str) -> bool:
+def run_with_lock_retries(
+    state, host, spec: Spec, inputs: HostInputs, script: str, what: str
+) -> bool:
     """Run an idempotent psql script, again after a pause when a lock wait timed out, within
     pg_lock_wait; the script's own notices (what it waited for: an earlier deploy's index
     step, a running build) are shown when each try ends.
 
     On exhaustion: one line naming the blocking sessions, and a failed operation."""
-    policy = LockPolicy.of(spec)
+    policy = inputs.policy
 
     def once() -> list[str]:
-        ok, output = _run_psql(state, host, spec, script)
+        ok, output = _run_psql(state, host, spec, inputs, script)
         for line in output.stderr_lines:
             if "NOTICE:" in line and "pgprov:" in line:
                 logger.info(f"{host.print_prefix}{line.split('pgprov:', 1)[1].strip()}")
@@ -240,21 +249,21 @@ def run_with_lock_retries(state, host, spec: Spec, script: str, what: str) -> bo
         errors = [
             f"{what}: locks not granted within pg_lock_wait ({policy.lock_wait:g} s, "
             f"pg_lock_timeout {policy.lock_timeout:g} s each); blocking sessions: "
-            f"{blocking_sessions(state, host, spec)}"
+            f"{blocking_sessions(state, host, spec, inputs)}"
         ]
     for line in errors:
         host.log_styled(line, fg="red", log_func=logger.error)
     return not errors
 
 
-def blocking_sessions(state, host, spec: Spec) -> str:
+def blocking_sessions(state, host, spec: Spec, inputs: HostInputs) -> str:
     """The sessions holding locks in the environment's database, as the admin sees them."""
-    ok, output = _run_psql(state, host, spec, blockers_query(LockPolicy.of(spec)) + ";\n")
+    ok, output = _run_psql(state, host, spec, inputs, blockers_query(inputs.policy) + ";\n")
     return output.stdout.strip() if ok else f"unknown ({output.stderr.strip()})"
 
 
-def _run_psql(state, host, spec: Spec, script: str):
-    args = connection_args(host, spec, script, dbname=spec.database)
+def _run_psql(state, host, spec: Spec, inputs: HostInputs, script: str):
+    args = connection_args(host, spec, script, admin=inputs.credentials.admin, dbname=spec.database)
     command = StringCommand(args.pop("command_line"))
     return host.run_shell_command(
         command, print_output=state.print_output, print_input=state.print_input, **args

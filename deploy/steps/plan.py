@@ -3,7 +3,7 @@
 Pure decisions, no I/O: every item carries a one-sentence description, its exact SQL and a
 display form with secrets masked. A converged environment yields an empty plan.
 
-    plan = build_plan(spec, snapshot, verifiers)
+    plan = build_plan(spec, snapshot, policy, verifier_for, password_matches)
     plan.script()          # the psql script (stdin), one transaction per database
     plan.items             # what `pyinfra --dry` shows
 """
@@ -32,13 +32,18 @@ from pgprov.access.settings import (
     wanted_connection_limit,
 )
 from pgprov.catalog.state import RoleState, Snapshot
-from pgprov.model.secrets import StoredPassword
+from pgprov.model.secrets import Credentials, StoredPassword
 from pgprov.model.spec import Spec
-from pgprov.sql.locks import LockPolicy, session_setup, with_lock_retries
+from pgprov.sql.locks import (
+    PROVISION_LOCK_KEY,
+    LockPolicy,
+    session_lock,
+    session_setup,
+    session_unlock,
+    with_lock_retries,
+)
 from pgprov.sql.render import render
 
-# Constant advisory lock key shared by every pgprov deploy ("pgpr").
-LOCK_KEY = 0x70677072
 UNSAMPLED = "SET log_transaction_sample_rate = 0;"
 RESAMPLED = "RESET log_transaction_sample_rate;"
 
@@ -50,6 +55,15 @@ class Item:
     display: str
 
 
+@dataclass(frozen=True)
+class HostInputs:
+    """What one host's run resolves once and hands down to every step: its secrets and its
+    lock policy (``steps.environment.load_inputs``)."""
+
+    credentials: Credentials = field(repr=False)
+    policy: LockPolicy
+
+
 @dataclass
 class HostRun:
     """One host's run as a value: the items each step planned (in order) and the errors that
@@ -58,6 +72,7 @@ class HostRun:
 
     items: list[tuple[str, Item]] = field(default_factory=list)  # (step key, item)
     errors: list[str] = field(default_factory=list)
+    pending_migrations: list[str] = field(default_factory=list)  # what the schema step applies
     _keys: set[str] = field(default_factory=set, repr=False)
 
     def add(self, key: str, items: list[Item]) -> bool:
@@ -82,6 +97,7 @@ class Plan:
     """Items per phase: cluster-wide (roles), CREATE DATABASE, and the database transaction."""
 
     spec: Spec
+    policy: LockPolicy  # the database transaction's lock waits
     roles: list[Item] = field(default_factory=list)
     create_database: list[Item] = field(default_factory=list)
     database: list[Item] = field(default_factory=list)
@@ -110,7 +126,7 @@ class Plan:
                 "transaction.sql.j2",
                 connect=None,
                 session="",
-                lock_key=LOCK_KEY,
+                lock_key=PROVISION_LOCK_KEY,
                 set_role=None,
                 body=body(self.roles),
             )
@@ -120,22 +136,25 @@ class Plan:
         if self.create_database:
             # CREATE DATABASE cannot run in a transaction; a session lock makes the
             # check-and-create atomic against another deploy doing the same.
-            lock = f"SELECT pg_catalog.pg_advisory_lock({LOCK_KEY}) \\g /dev/null\n"
-            unlock = f"SELECT pg_catalog.pg_advisory_unlock({LOCK_KEY}) \\g /dev/null\n"
-            parts.append(lock + body(self.create_database) + "\n" + unlock)
+            parts.append(
+                session_lock(PROVISION_LOCK_KEY)
+                + body(self.create_database)
+                + "\n"
+                + session_unlock(PROVISION_LOCK_KEY)
+            )
         if self.database:
             parts.append(
                 render(
                     "transaction.sql.j2",
                     connect=self.spec.database,
                     session=session_setup(),
-                    lock_key=LOCK_KEY,
+                    lock_key=PROVISION_LOCK_KEY,
                     set_role=None,
                     # Ownership, grants and settings of live objects: short lock waits,
                     # retried, never queued without bound in front of the application.
                     body=with_lock_retries(
                         body(self.database),
-                        LockPolicy.of(self.spec),
+                        self.policy,
                         what=f"database {self.spec.database}",
                     ),
                 )
@@ -505,11 +524,12 @@ def _grant_item(grant: GrantGroup, verb: str) -> Item:
 def build_plan(
     spec: Spec,
     snap: Snapshot,
+    policy: LockPolicy,
     verifier_for: Callable[[str], str],
     password_matches: Callable[[str, StoredPassword | None], bool],
 ) -> Plan:
     """Everything the environment needs, in the order PostgreSQL needs it."""
-    plan = Plan(spec=spec, unlogged=snap.is_superuser)
+    plan = Plan(spec=spec, policy=policy, unlogged=snap.is_superuser)
     plan.roles = role_items(spec, snap, verifier_for, password_matches)
     plan.create_database, owner_fix = database_items(spec, snap)
     plan.database = [

@@ -15,9 +15,8 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
-from pgprov.migrate.upgrade import MIGRATION_LOCK_KEY
 from pgprov.model.spec import GIN_INDEX
-from pgprov.steps.gin import GIN_LOCK_KEY
+from pgprov.sql.locks import GIN_LOCK_KEY, MIGRATION_LOCK_KEY
 
 from tests.deploykit import DeployEnv, env_data, run_api, run_cli
 from tests.e2e.helpers import combined, provisioned

@@ -10,7 +10,8 @@ import time
 
 import psycopg
 import pytest
-from pgprov.migrate.upgrade import MIGRATION_LOCK_KEY, MigrationError, Target, run_child
+from pgprov.migrate.upgrade import MigrationError, Target, run_child
+from pgprov.sql.locks import MIGRATION_LOCK_KEY
 
 from tests.deploykit import env_data, run_api, run_cli
 from tests.e2e.helpers import combined

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pgprov.steps.plan import LOCK_KEY
+from pgprov.sql.locks import PROVISION_LOCK_KEY as LOCK_KEY
 from psycopg import sql
 
 from tests.deploykit import PYINFRA, REPO, env_data, run_api, run_cli, snapshot, write_inventory
@@ -216,7 +216,7 @@ def test_two_simultaneous_deploys_on_an_empty_database_apply_each_version_once(
 CONVERGED_PROBE = """
 import json, sys
 import pgprov.migrate.upgrade as migrate
-from pgprov.steps.plan import LOCK_KEY
+from pgprov.sql.locks import PROVISION_LOCK_KEY as LOCK_KEY
 from tests.deploykit import run_api
 
 children = []

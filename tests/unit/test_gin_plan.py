@@ -10,8 +10,8 @@ import pytest
 from pgprov.catalog.state import IndexState, Snapshot
 from pgprov.migrate.upgrade import bookkeeping_revoke_sql
 from pgprov.model.spec import GIN_INDEX, Spec
+from pgprov.sql.locks import GIN_LOCK_KEY, LockPolicy
 from pgprov.steps.gin import (
-    GIN_LOCK_KEY,
     TEMP_INDEX,
     IndexPlanError,
     expected_definition,
@@ -24,6 +24,9 @@ JSONB_OPS = (
     "CREATE INDEX idx_checklistresponse_answers_gin ON app.checklistresponse USING gin (answers)"
 )
 PATH_OPS = JSONB_OPS.replace("(answers)", "(answers jsonb_path_ops)")
+
+
+POLICY = LockPolicy(0.5, 60.0)  # the defaults (pg_lock_timeout, pg_lock_wait)
 
 
 def index(definition: str, *, valid: bool = True, name: str = GIN_INDEX) -> IndexState:
@@ -41,7 +44,8 @@ def snap_with(*indexes: IndexState, table: bool = True) -> Snapshot:
 
 
 def sql_of(spec: Spec, snap: Snapshot, *, table_will_exist: bool = False) -> str:
-    return "".join(i.sql for i in gin_items(spec, snap, table_will_exist=table_will_exist))
+    policy = LockPolicy.of(spec)
+    return "".join(i.sql for i in gin_items(spec, snap, policy, table_will_exist=table_will_exist))
 
 
 def test_expected_definition_matches_pg_get_indexdef() -> None:
@@ -50,7 +54,7 @@ def test_expected_definition_matches_pg_get_indexdef() -> None:
 
 
 def test_missing_index_is_created_concurrently_by_the_owner() -> None:
-    items = gin_items(split_spec(), snap_with(), table_will_exist=False)
+    items = gin_items(split_spec(), snap_with(), POLICY, table_will_exist=False)
     assert len(items) == 1
     assert items[0].description.startswith(f"create GIN index {GIN_INDEX}")
     sql = items[0].sql
@@ -95,12 +99,12 @@ def test_missing_table_that_pending_migrations_create_still_gets_the_index() -> 
 )
 def test_valid_index_with_the_declared_opclass_needs_nothing(opclass: str, definition: str) -> None:
     spec = split_spec(pg_gin_opclass=opclass)
-    assert gin_items(spec, snap_with(index(definition)), table_will_exist=False) == []
+    assert gin_items(spec, snap_with(index(definition)), POLICY, table_will_exist=False) == []
 
 
 def test_invalid_index_is_rebuilt_and_swapped() -> None:
     items = gin_items(
-        split_spec(), snap_with(index(JSONB_OPS, valid=False)), table_will_exist=False
+        split_spec(), snap_with(index(JSONB_OPS, valid=False)), POLICY, table_will_exist=False
     )
     assert len(items) == 1
     assert items[0].description.endswith("it is INVALID")
@@ -123,7 +127,7 @@ def test_index_with_another_opclass_is_rebuilt_with_the_declared_one(
     opclass: str, existing: str, wanted_clause: str
 ) -> None:
     spec = split_spec(pg_gin_opclass=opclass)
-    items = gin_items(spec, snap_with(index(existing)), table_will_exist=False)
+    items = gin_items(spec, snap_with(index(existing)), POLICY, table_will_exist=False)
     assert len(items) == 1
     assert "has another definition" in items[0].description
     assert f"USING gin {wanted_clause};" in items[0].sql
@@ -133,21 +137,21 @@ def test_index_with_another_opclass_is_rebuilt_with_the_declared_one(
 
 def test_leftover_temporary_index_is_dropped_when_the_index_is_fine() -> None:
     snap = snap_with(index(JSONB_OPS), index(JSONB_OPS, valid=False, name=TEMP_INDEX))
-    items = gin_items(split_spec(), snap, table_will_exist=False)
+    items = gin_items(split_spec(), snap, POLICY, table_will_exist=False)
     assert [i.description for i in items] == [f"drop leftover index {TEMP_INDEX}"]
     assert f'DROP INDEX CONCURRENTLY IF EXISTS "app"."{TEMP_INDEX}";' in items[0].sql
 
 
 def test_valid_temporary_index_with_the_declared_definition_is_swapped_in_not_rebuilt() -> None:
     snap = snap_with(index(JSONB_OPS, valid=False), index(JSONB_OPS, name=TEMP_INDEX))
-    items = gin_items(split_spec(), snap, table_will_exist=False)
+    items = gin_items(split_spec(), snap, POLICY, table_will_exist=False)
     assert len(items) == 1
     assert items[0].description.startswith(f"swap in the already built {TEMP_INDEX}")
 
 
 def test_temporary_index_with_another_definition_is_named_as_a_leftover() -> None:
     snap = snap_with(index(JSONB_OPS, valid=False), index(PATH_OPS, name=TEMP_INDEX))
-    (item,) = gin_items(split_spec(), snap, table_will_exist=False)
+    (item,) = gin_items(split_spec(), snap, POLICY, table_will_exist=False)
     assert item.description.startswith("rebuild GIN index")
     assert item.description.endswith(f"drop the leftover {TEMP_INDEX}")
 
@@ -158,7 +162,7 @@ def test_single_user_index_is_built_by_the_app_user() -> None:
 
 def test_missing_table_and_no_pending_migration_is_a_one_line_error() -> None:
     with pytest.raises(IndexPlanError) as caught:
-        gin_items(split_spec(), snap_with(table=False), table_will_exist=False)
+        gin_items(split_spec(), snap_with(table=False), POLICY, table_will_exist=False)
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("db1: table app.checklistresponse does not exist")
@@ -177,4 +181,4 @@ def test_bookkeeping_revoke_takes_everything_on_the_table_and_its_sequence() -> 
 def test_index_in_a_schema_named_like_a_keyword_converges() -> None:
     spec = split_spec(pg_schema="order")
     existing = index(JSONB_OPS.replace("ON app.", 'ON "order".'))
-    assert gin_items(spec, snap_with(existing), table_will_exist=False) == []
+    assert gin_items(spec, snap_with(existing), POLICY, table_will_exist=False) == []

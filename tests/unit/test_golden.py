@@ -16,6 +16,7 @@ import pytest
 from pgprov.catalog.state import IndexState, Snapshot
 from pgprov.migrate.upgrade import bookkeeping_revoke_sql
 from pgprov.model.spec import GIN_INDEX, Spec
+from pgprov.sql.locks import LockPolicy
 from pgprov.steps.gin import TEMP_INDEX, gin_items
 from pgprov.steps.plan import Item, Plan, build_plan
 
@@ -41,6 +42,7 @@ def fresh_plan(spec: Spec) -> Plan:
     return build_plan(
         spec,
         fresh_snapshot(16),
+        LockPolicy.of(spec),
         verifier_for=lambda role: VERIFIER,
         password_matches=lambda role, stored: False,
     )
@@ -130,7 +132,9 @@ GIN_CASES = [
 
 @pytest.mark.parametrize(("spec", "snap", "name"), GIN_CASES)
 def test_gin_index_script(spec: Spec, snap: Snapshot, name: str) -> None:
-    check_golden(f"{name}.sql", annotated(gin_items(spec, snap, table_will_exist=False)))
+    check_golden(
+        f"{name}.sql", annotated(gin_items(spec, snap, LockPolicy.of(spec), table_will_exist=False))
+    )
 
 
 def test_bookkeeping_revoke_script() -> None:

@@ -27,7 +27,7 @@ from pgprov.catalog.state import (
 )
 from pgprov.model.secrets import StoredPassword
 from pgprov.model.spec import Spec, build_spec
-from pgprov.sql.locks import session_setup
+from pgprov.sql.locks import LockPolicy, session_setup
 from pgprov.steps.plan import Plan, build_plan
 
 DB = "hinfelaar_fastapi"
@@ -212,6 +212,7 @@ def plan_for(spec: Spec, snap: Snapshot) -> Plan:
     return build_plan(
         spec,
         snap,
+        LockPolicy.of(spec),
         verifier_for=lambda name: FIXED_VERIFIER,
         password_matches=lambda name, stored: stored == verifier_of(name),
     )
