@@ -254,7 +254,10 @@ def current_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
     for col in snap.columns:
         owners = {relation_owner.get((col.schema, col.table), spec.owner), spec.owner}
         current |= _entries("COLUMN", col.schema, col.table, col.acl, owners, column=col.column)
+    trusted = trusted_owners(spec, snap)
     for fn in snap.functions:
+        if fn.owner not in trusted:
+            continue  # foreign code goes as a whole, grants included (pgprov.access.code)
         owners = {fn.owner, spec.owner}
         if fn.schema != spec.schema_name:
             owners.add(PUBLIC)
@@ -298,6 +301,13 @@ def expected_privileged(spec: Spec, snap: Snapshot) -> set[str]:
     """Roles the inventory accepts as able to bypass privileges: the deploy's own admin, and
     ``pg_privileged_roles`` (a managed provider's admin role, say)."""
     return {snap.current_user, *spec.privileged_roles}
+
+
+def trusted_owners(spec: Spec, snap: Snapshot) -> set[str]:
+    """Roles whose code the deploy may keep or hand to the owner role: the managed roles and
+    readers, the admin and ``pg_privileged_roles``. Anyone else's routine is foreign
+    (``pgprov.access.code``): never reassigned, since its body is its author's."""
+    return {*spec.roles, *spec.readers, *expected_privileged(spec, snap)}
 
 
 @dataclass(frozen=True, order=True)
@@ -349,9 +359,12 @@ def undeclared_owners(spec: Spec, snap: Snapshot) -> list[Ownership]:
             continue
         keyword = RELATION_KEYWORDS.get(rel.relkind, rel.kind.upper())
         out.append(Ownership(keyword, rel.schema, rel.name, rel.owner))
+    trusted = trusted_owners(spec, snap)
     for fn in snap.functions:
         if fn.owner == spec.owner or (fn.schema != app and fn.owner in exempt):
             continue
+        if fn.owner not in trusted:
+            continue  # foreign code: removed or refused, never adopted (pgprov.access.code)
         out.append(Ownership("ROUTINE", fn.schema, fn.name, fn.owner, fn.args))
     return sorted(out, key=lambda o: (o.keyword != "SCHEMA", o.schema != app))
 

@@ -17,12 +17,14 @@ clean, 1 on any difference, 2 on bad input or an unreachable server (one line na
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from pgprov.access.code import foreign_code
 from pgprov.access.privileges import (
     BOOKKEEPING_TABLE,
     DATABASE_OWNER_ROLE,
@@ -32,6 +34,7 @@ from pgprov.access.privileges import (
     allowed_membership,
     current_grants,
     expected_privileged,
+    trusted_owners,
     undeclared_owners,
     wanted_grants,
 )
@@ -162,8 +165,9 @@ def ownership_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     for rel in snap.relations:
         if rel.schema == spec.schema_name:
             checks.append(row(f"{rel.kind} {rel.schema}.{rel.name}", rel.owner))
+    trusted = trusted_owners(spec, snap)
     for fn in snap.functions:
-        if fn.schema == spec.schema_name:
+        if fn.schema == spec.schema_name and fn.owner in trusted:  # foreign: code_checks
             checks.append(row(f"function {fn.schema}.{fn.name}({fn.args})", fn.owner))
     # Outside the app's schema only the differences are rows: every other schema and every
     # object in one belongs to the owner (or to the admin / a declared privileged role).
@@ -466,6 +470,74 @@ def migration_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     ]
 
 
+ROUTINE_KINDS = {"f": "function", "p": "procedure", "a": "aggregate", "w": "window function"}
+
+
+def code_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """Code others control (``pgprov.access.code``): every foreign routine with what uses it,
+    every foreign trigger and rule with what it runs or whose table it sits on, and every
+    event trigger with its function's owner (a difference when a non-superuser owns it)."""
+    foreign = foreign_code(spec, snap)
+    trusted = "a managed role, the admin or pg_privileged_roles"
+    checks = []
+    for fn in foreign.routines:
+        uses = "; ".join(what for _, what in fn.dependents)
+        checks.append(
+            Check.compare(
+                host,
+                "code",
+                fn.owner,
+                f"{ROUTINE_KINDS.get(fn.kind, 'routine')} {fn.signature}",
+                "owner",
+                trusted,
+                fn.owner,
+                f"used by {uses}" if uses else "",
+            )
+        )
+    for t in foreign.triggers:
+        schema, name, args = t.function
+        checks.append(
+            Check.compare(
+                host,
+                "code",
+                t.function_owner,
+                f"trigger {t.name} on {t.schema}.{t.table}",
+                "runs",
+                f"code of {trusted}",
+                f"{schema}.{name}({args}) owned by {t.function_owner}",
+            )
+        )
+    for r in foreign.rules:
+        checks.append(
+            Check.compare(
+                host,
+                "code",
+                r.table_owner,
+                f"rule {r.name} on {r.schema}.{r.table}",
+                "made by",
+                trusted,
+                f"{r.table_owner}, the table's owner",
+            )
+        )
+    for e in snap.event_triggers:
+        schema, name, args = e.function
+        owner = f"{e.function_owner}{' (superuser)' if e.owner_is_superuser else ''}"
+        actual = f"{schema}.{name}({args}) owned by {owner}{'' if e.enabled else ', disabled'}"
+        row = Check.compare(
+            host,
+            "code",
+            e.function_owner,
+            f"event trigger {e.name} ({e.event})",
+            "runs",
+            "a superuser's function",
+            actual,
+        )
+        if e not in foreign.event_triggers:
+            row = dataclasses.replace(row, verdict="NOTE")
+        checks.append(row)
+    return checks
+
+
 def catalog_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     """Every comparison the catalog alone answers."""
     checks = role_checks(host, spec, snap)
@@ -484,6 +556,7 @@ def catalog_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
         *membership_checks(host, spec, snap),
         *setting_checks(host, spec, snap),
         *ownership_checks(host, spec, snap),
+        *code_checks(host, spec, snap),
         *grant_checks(host, spec, snap),
         *index_checks(host, spec, snap),
         *migration_checks(host, spec, snap),

@@ -28,6 +28,7 @@ GROUP_ORDER = (
     "readers",
     "settings",
     "ownership",
+    "code",
     "privileges",
     "default privileges",
     "public",

@@ -123,6 +123,49 @@ class FunctionState:
     owner: str
     security_definer: bool = False
     acl: tuple[AclEntry, ...] = ()
+    # What depends on it (pg_depend, normal): (catalog, pg_describe_object), e.g.
+    # ("pg_trigger", "trigger t on table app.unit"), ("pg_attrdef", "default value for ...").
+    dependents: tuple[tuple[str, str], ...] = ()
+    admin_can_drop: bool = True  # the admin has its owner's privileges (may DROP it)
+
+    @property
+    def signature(self) -> str:
+        return f"{self.schema}.{self.name}({self.args})"
+
+
+@dataclass(frozen=True)
+class TriggerState:
+    """A trigger a user created (not a constraint's), and the function it runs."""
+
+    schema: str
+    table: str
+    name: str
+    describe: str  # pg_describe_object, as a function's dependents name it
+    function: tuple[str, str, str]  # schema, name, identity arguments
+    function_owner: str
+
+
+@dataclass(frozen=True)
+class RuleState:
+    """A rule on a table (not a view's _RETURN rule); rules run as the table's owner."""
+
+    schema: str
+    table: str
+    name: str
+    table_owner: str
+
+
+@dataclass(frozen=True)
+class EventTriggerState:
+    """An event trigger of the database: its function runs inside the DDL (or, from PostgreSQL
+    17, the login) that fires it, with the rights of whoever runs that."""
+
+    name: str
+    event: str
+    enabled: bool
+    function: tuple[str, str, str]
+    function_owner: str
+    owner_is_superuser: bool
 
 
 @dataclass(frozen=True)
@@ -201,6 +244,9 @@ class Snapshot:
     functions: tuple[FunctionState, ...] = ()
     memberships: tuple[MembershipState, ...] = ()  # members of the managed roles and readers
     privileged: tuple[PrivilegedRole, ...] = ()
+    triggers: tuple[TriggerState, ...] = ()
+    rules: tuple[RuleState, ...] = ()
+    event_triggers: tuple[EventTriggerState, ...] = ()
 
     @property
     def major(self) -> int:
@@ -285,8 +331,36 @@ class Snapshot:
                 f["owner"],
                 bool(f["security_definer"]),
                 AclEntry.parse_list(f["acl"]),
+                tuple((str(c), str(d)) for c, d in f.get("dependents") or ()),
+                bool(f.get("admin_can_drop", True)),
             )
             for f in sections.get("functions", [])  # type: ignore[union-attr]
+        )
+        triggers = tuple(
+            TriggerState(
+                t["schema"],
+                t["table"],
+                t["name"],
+                t["describe"],
+                tuple(t["function"]),  # type: ignore[arg-type]
+                t["function_owner"],
+            )
+            for t in sections.get("triggers", [])  # type: ignore[union-attr]
+        )
+        rules = tuple(
+            RuleState(r["schema"], r["table"], r["name"], r["table_owner"])
+            for r in sections.get("rules", [])  # type: ignore[union-attr]
+        )
+        event_triggers = tuple(
+            EventTriggerState(
+                e["name"],
+                e["event"],
+                bool(e["enabled"]),
+                tuple(e["function"]),  # type: ignore[arg-type]
+                e["function_owner"],
+                bool(e["owner_is_superuser"]),
+            )
+            for e in sections.get("event_triggers", [])  # type: ignore[union-attr]
         )
         memberships = tuple(
             MembershipState(
@@ -345,4 +419,7 @@ class Snapshot:
             functions=functions,
             memberships=memberships,
             privileged=privileged,
+            triggers=triggers,
+            rules=rules,
+            event_triggers=event_triggers,
         )

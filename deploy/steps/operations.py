@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from pgprov.access.code import code_problem
 from pgprov.access.roles import identity_problem
 from pgprov.access.settings import settings_problem
 from pgprov.catalog.facts import Unreadable, connection_args, snapshot
@@ -134,7 +135,9 @@ def _current(spec: Spec, inputs: HostInputs) -> tuple[Any, str | None]:
             "primary through replication: point this host at the primary"
         )
     # Checked in the snapshot session, so a bad value stops every step before any change.
-    problem = settings_problem(spec, snap) or identity_problem(spec, snap)
+    problem = (
+        settings_problem(spec, snap) or identity_problem(spec, snap) or code_problem(spec, snap)
+    )
     if problem:
         return None, problem
     return snap, None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pgprov.access.code import foreign_code
 from pgprov.access.privileges import (
     PUBLIC,
     GrantGroup,
@@ -521,6 +522,46 @@ def _grant_item(grant: GrantGroup, verb: str) -> Item:
     return make_item(f"{verb} {grant.describe()}", "privileges.sql.j2", **lists)
 
 
+def code_items(spec: Spec, snap: Snapshot) -> list[Item]:
+    """Foreign triggers, rules and routines, dropped before any owner changes; a routine that
+    something else uses is ``code_problem``'s (the deploy stops before planning)."""
+    foreign = foreign_code(spec, snap)
+    items = []
+    for t in foreign.triggers:
+        schema, name, args = t.function
+        items.append(
+            make_item(
+                f"drop trigger {t.name} on {t.schema}.{t.table}: it runs {schema}.{name}({args}) "
+                f"owned by {t.function_owner}, code this deploy does not trust",
+                "code.sql.j2",
+                triggers=[t],
+                rules=[],
+                routines=[],
+            )
+        )
+    for r in foreign.rules:
+        items.append(
+            make_item(
+                f"drop rule {r.name} on {r.schema}.{r.table}: {r.table_owner} made it on its table",
+                "code.sql.j2",
+                triggers=[],
+                rules=[r],
+                routines=[],
+            )
+        )
+    for fn in foreign.droppable_routines:
+        items.append(
+            make_item(
+                f"drop routine {fn.signature} owned by {fn.owner} (never handed to a managed role)",
+                "code.sql.j2",
+                triggers=[],
+                rules=[],
+                routines=[fn],
+            )
+        )
+    return items
+
+
 def build_plan(
     spec: Spec,
     snap: Snapshot,
@@ -533,6 +574,7 @@ def build_plan(
     plan.roles = role_items(spec, snap, verifier_for, password_matches)
     plan.create_database, owner_fix = database_items(spec, snap)
     plan.database = [
+        *code_items(spec, snap),
         *owner_fix,
         *setting_items(spec, snap),
         *schema_items(spec, snap),

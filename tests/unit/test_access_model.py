@@ -8,7 +8,13 @@ import json
 
 import pytest
 from pgprov.access.privileges import Grant, current_grants, diff, undeclared_owners, wanted_grants
-from pgprov.audit.audit import access_checks, bypass_checks, membership_checks, ownership_checks
+from pgprov.audit.audit import (
+    access_checks,
+    bypass_checks,
+    code_checks,
+    membership_checks,
+    ownership_checks,
+)
 from pgprov.catalog.state import (
     PUBLIC,
     AclEntry,
@@ -246,12 +252,13 @@ def test_every_object_kind_in_the_schema_is_handed_to_the_owner() -> None:
         ),
         functions=(FunctionState("app", "f", "", "f", "other", False, ()),),
     )
-    owners = [sql for _, sql in items_of(plan_for(split_spec(), snap)) if "OWNER" in sql]
-    assert owners == [
+    items = [sql for _, sql in items_of(plan_for(split_spec(), snap))]
+    assert [sql for sql in items if "OWNER" in sql] == [
         'ALTER SEQUENCE "app"."loose" OWNER TO "app_migrator";',
         'ALTER VIEW "app"."v" OWNER TO "app_migrator";',
-        'ALTER ROUTINE "app"."f"() OWNER TO "app_migrator";',
     ]
+    # Another role's routine is its author's code: dropped, never handed to the owner.
+    assert 'DROP ROUTINE "app"."f"();' in items
 
 
 def foreign_owned(**changes: object) -> Snapshot:
@@ -279,21 +286,22 @@ def foreign_owned(**changes: object) -> Snapshot:
 
 
 def test_other_schemas_and_their_objects_belong_to_the_owner() -> None:
-    owners = [sql for _, sql in items_of(plan_for(split_spec(), foreign_owned())) if "OWNER" in sql]
-    assert owners == [
+    items = [sql for _, sql in items_of(plan_for(split_spec(), foreign_owned()))]
+    assert [sql for sql in items if "OWNER" in sql] == [
         'ALTER SCHEMA "side" OWNER TO "app_migrator";',
         'ALTER TABLE "public"."theirs" OWNER TO "app_migrator";',
         'ALTER MATERIALIZED VIEW "side"."m" OWNER TO "app_migrator";',
         'ALTER TABLE "side"."t" OWNER TO "app_migrator";',
-        'ALTER ROUTINE "side"."f"(n integer) OWNER TO "app_migrator";',
     ]
+    assert 'DROP ROUTINE "side"."f"(n integer);' in items
 
 
 def test_what_the_admin_or_a_declared_privileged_role_owns_outside_the_app_is_theirs() -> None:
     snap = foreign_owned(current_user="rdsadmin")
     fixes = {o.object_text(): o.owner for o in undeclared_owners(split_spec(), snap)}
     assert fixes["table public.admins"] == "postgres"
-    assert fixes["function public.g()"] == "postgres"
+    # Not the admin here, nor declared: its routine is foreign code, never reassigned.
+    assert "function public.g()" not in fixes
     declared = split_spec(pg_privileged_roles=["postgres"])
     fixes = {o.object_text() for o in undeclared_owners(declared, snap)}
     assert "table public.admins" not in fixes and "function public.g()" not in fixes
@@ -312,8 +320,9 @@ def test_foreign_owners_are_drift_rows_and_access_rows_name_what_a_role_owns() -
         ("table public.theirs", MIGRATOR, "other"),
         ("materialized view side.m", MIGRATOR, "other"),
         ("table side.t", MIGRATOR, "other"),
-        ("function side.f(n integer)", MIGRATOR, "other"),
     ]
+    code = [c for c in code_checks("db1", split_spec(), snap) if c.is_difference]
+    assert [(c.object, c.actual) for c in code] == [("function side.f(n integer)", "other")]
     rows = {c.subject: c for c in access_checks("db1", split_spec(), snap)}
     assert rows["other"].actual == "owner of schema, table x3, sequence, function"
     assert rows["postgres"].actual == "owner of table, function"

@@ -1,0 +1,258 @@
+"""Code is never adopted: a stranger's routines, triggers, rules and event triggers are named
+by the audit and removed by the deploy, never handed to a managed role.
+
+A stranger (a role pgprov does not manage) plants what would run with a managed role's or the
+admin's rights once the deploy "repaired" its owner: a SECURITY DEFINER trigger function on an
+app table that grants the stranger every table; a rule on a table it owns; an event trigger
+whose function it owns; a function that a column default uses. Each planted body leaves a
+marker file in the data directory when it runs (``COPY ... TO`` as its caller may, so a marker
+proves it ran as a superuser), or shows its effect in the grants it makes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.deploykit import DeployEnv, env_data, run_api, write_inventory
+from tests.e2e.helpers import assert_one_clear_line
+from tests.pgserver import Names, Server, drop_prefixed
+
+pytestmark = pytest.mark.db
+
+BIN = Path(sys.executable).parent
+
+
+def console(script: str, inventory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / script), str(inventory), "--no-probes"]
+        if script == "pgprov-verify"
+        else [str(BIN / script), str(inventory)],
+        cwd=inventory.parent,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def drift_lines(text: str, *needles: str) -> list[str]:
+    return [
+        line
+        for line in text.splitlines()
+        if "DRIFT" in line and all(needle in line for needle in needles)
+    ]
+
+
+@pytest.fixture
+def deployed(pg_server: Server, names: Names, tmp_path: Path) -> Iterator[DeployEnv]:
+    env = env_data(pg_server, names, tmp_path)
+    assert run_api(env.data).success
+    with pg_server.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(names.role("x"))))
+    try:
+        yield env
+    finally:
+        drop_prefixed(pg_server, names.prefix)
+
+
+def routines_of(server: Server, names: Names, owners: list[str]) -> list[tuple[str, str]]:
+    with server.connect(names.database) as conn:
+        return conn.execute(
+            "SELECT p.proname::text, pg_get_userbyid(p.proowner)::text FROM pg_proc p"
+            " JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname IN ('public', 'app') AND pg_get_userbyid(p.proowner) = ANY (%s)"
+            " ORDER BY 1",
+            (owners,),
+        ).fetchall()
+
+
+def test_a_strangers_trigger_and_definer_function_are_named_and_removed_not_adopted(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    stranger = names.role("x")
+    grab = f"{names.prefix}_grab"
+    with pg_server.connect(names.database) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION public.{f}() RETURNS trigger SECURITY DEFINER LANGUAGE plpgsql"
+                " AS $$ BEGIN EXECUTE 'GRANT SELECT ON ALL TABLES IN SCHEMA app TO ' ||"
+                " quote_ident({who}); RETURN NEW; END $$"
+            ).format(f=sql.Identifier(grab), who=sql.Literal(stranger))
+        )
+        conn.execute(
+            sql.SQL("ALTER FUNCTION public.{}() OWNER TO {}").format(
+                sql.Identifier(grab), sql.Identifier(stranger)
+            )
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER {t} BEFORE INSERT ON app.unit FOR EACH ROW"
+                " EXECUTE FUNCTION public.{f}()"
+            ).format(t=sql.Identifier(f"{names.prefix}_t"), f=sql.Identifier(grab))
+        )
+    inventory = write_inventory(tmp_path, deployed.data)
+
+    audit = console("pgprov-verify", inventory)
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    assert drift_lines(audit.stdout, stranger, f"function public.{grab}()"), audit.stdout
+    assert drift_lines(audit.stdout, f"trigger {names.prefix}_t on app.unit", grab), audit.stdout
+
+    repair = run_api(deployed.data)
+    assert repair.success and repair.changed["provision"], repair
+    assert routines_of(pg_server, names, [stranger, names.migrator, names.runtime]) == []
+
+    # The service's INSERT runs nothing of the stranger's.
+    with psycopg.connect(
+        host=pg_server.host,
+        port=pg_server.port,
+        user=names.runtime,
+        password=deployed.passwords["runtime"],
+        dbname=names.database,
+        autocommit=True,
+    ) as conn:
+        conn.execute("INSERT INTO app.unit (name, symbol) VALUES ('kelvin', 'K')")
+    with pg_server.connect(names.database) as conn:
+        held = conn.execute(
+            "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = %s",
+            (stranger,),
+        ).fetchone()
+    assert held == (0,)
+
+    again = run_api(deployed.data)
+    assert again.success and not again.changed["provision"], again
+    audit = console("pgprov-verify", inventory)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_a_rule_on_a_strangers_table_is_dropped_before_the_table_is_repaired(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    stranger = names.role("x")
+    table = sql.Identifier("app", f"{names.prefix}_log")
+    with pg_server.connect(names.database) as conn:
+        conn.execute(sql.SQL("CREATE TABLE {} (i int)").format(table))
+        conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(table, sql.Identifier(stranger)))
+        conn.execute(
+            sql.SQL("CREATE RULE {r} AS ON INSERT TO {t} DO ALSO DELETE FROM app.unit").format(
+                r=sql.Identifier(f"{names.prefix}_r"), t=table
+            )
+        )
+    inventory = write_inventory(tmp_path, deployed.data)
+    audit = console("pgprov-verify", inventory)
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    rule = f"rule {names.prefix}_r on app.{names.prefix}_log"
+    assert drift_lines(audit.stdout, rule, stranger), audit.stdout
+
+    assert run_api(deployed.data).success
+    with pg_server.connect(names.database) as conn:
+        rules = conn.execute(
+            "SELECT count(*) FROM pg_rules WHERE rulename = %s", (f"{names.prefix}_r",)
+        ).fetchone()
+        owner = conn.execute(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = %s",
+            (f"{names.prefix}_log",),
+        ).fetchone()
+    assert rules == (0,)
+    assert owner == (names.migrator,)
+    assert console("pgprov-verify", inventory).returncode == 0
+
+
+def test_a_foreign_function_a_column_default_uses_stops_the_deploy_and_nothing_is_lost(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    stranger = names.role("x")
+    symbol = f"{names.prefix}_symbol"
+    with pg_server.connect(names.database) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION public.{}() RETURNS text LANGUAGE sql AS $$SELECT 'u'$$"
+            ).format(sql.Identifier(symbol))
+        )
+        conn.execute(
+            sql.SQL("ALTER FUNCTION public.{}() OWNER TO {}").format(
+                sql.Identifier(symbol), sql.Identifier(stranger)
+            )
+        )
+        conn.execute(
+            sql.SQL("ALTER TABLE app.unit ALTER COLUMN symbol SET DEFAULT public.{}()").format(
+                sql.Identifier(symbol)
+            )
+        )
+        conn.execute("INSERT INTO app.unit (name) VALUES ('metre')")
+    inventory = write_inventory(tmp_path, deployed.data)
+
+    plan = console("pgprov-plan", inventory)
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert_one_clear_line(plan, f"public.{symbol}()", stranger, "default value")
+    assert not run_api(deployed.data).success
+    assert routines_of(pg_server, names, [stranger]) == [(symbol, stranger)]
+    with pg_server.connect(names.database) as conn:
+        assert conn.execute("SELECT symbol FROM app.unit WHERE name = 'metre'").fetchone() == ("u",)
+    assert console("pgprov-verify", inventory).returncode == 1
+
+
+def test_an_event_trigger_a_stranger_controls_is_named_and_never_runs_as_the_admin(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    stranger = names.role("x")
+    function = f"{names.prefix}_on_ddl"
+    marker = f"pgprov_planted_{names.prefix}_event"
+    with pg_server.connect(names.database) as conn:
+        # A drift for the deploy to repair: DDL it would run next to the event trigger (made
+        # first: the event trigger fires on this session's DDL too).
+        conn.execute(
+            sql.SQL("GRANT CREATE ON SCHEMA app TO {}").format(sql.Identifier(names.runtime))
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION public.{f}() RETURNS event_trigger LANGUAGE plpgsql AS $$"
+                " BEGIN IF current_setting('is_superuser') = 'on' THEN"
+                " EXECUTE format('COPY (SELECT 1) TO %L', current_setting('data_directory')"
+                " || '/' || {m}); END IF; END $$"
+            ).format(f=sql.Identifier(function), m=sql.Literal(marker))
+        )
+        conn.execute(
+            sql.SQL("ALTER FUNCTION public.{}() OWNER TO {}").format(
+                sql.Identifier(function), sql.Identifier(stranger)
+            )
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE EVENT TRIGGER {e} ON ddl_command_start EXECUTE FUNCTION public.{f}()"
+            ).format(e=sql.Identifier(f"{names.prefix}_e"), f=sql.Identifier(function))
+        )
+    inventory = write_inventory(tmp_path, deployed.data)
+    try:
+        audit = console("pgprov-verify", inventory)
+        assert audit.returncode == 1, audit.stdout + audit.stderr
+        assert drift_lines(audit.stdout, f"event trigger {names.prefix}_e", stranger), audit.stdout
+        plan = console("pgprov-plan", inventory)
+        assert plan.returncode == 2, plan.stdout + plan.stderr
+        assert_one_clear_line(plan, f"event trigger {names.prefix}_e", stranger)
+        assert not run_api(deployed.data).success
+        with pg_server.connect(names.database) as conn:
+            owner = conn.execute(
+                "SELECT pg_get_userbyid(proowner)::text FROM pg_proc WHERE proname = %s",
+                (function,),
+            ).fetchone()
+            ran = conn.execute(
+                "SELECT count(*) FROM pg_ls_dir('.') f WHERE f = %s", (marker,)
+            ).fetchone()
+        assert owner == (stranger,)  # not handed to the migrator
+        assert ran == (0,)
+    finally:
+        with pg_server.connect(names.database) as conn:
+            conn.execute(
+                sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(
+                    sql.Identifier(f"{names.prefix}_e")
+                )
+            )
