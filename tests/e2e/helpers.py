@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg
 from pgprov.catalog.state import AclEntry, Snapshot
 from pgprov.migrate.upgrade import migration_files, model_tables
 from psycopg import sql
@@ -186,3 +188,35 @@ def drop_default_names(server: Server) -> None:
         )
         for role in DEFAULT_NAMES["roles"]:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+BIN = Path(sys.executable).parent
+
+
+def console(
+    script: str, inventory: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A console script as users run it: installed in the virtualenv, from the inventory's
+    directory, without PYTHONPATH."""
+    return subprocess.run(
+        [str(BIN / script), str(inventory), *args],
+        cwd=inventory.parent,
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if k != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def login(server: Server, env: DeployEnv, names: Names, which: str) -> psycopg.Connection:
+    """An autocommit session as a managed role (``migrator`` or ``runtime``) with its password."""
+    role = {"migrator": names.migrator, "runtime": names.runtime}[which]
+    return psycopg.connect(
+        host=server.host,
+        port=server.port,
+        user=role,
+        password=env.passwords[which],
+        dbname=names.database,
+        autocommit=True,
+    )

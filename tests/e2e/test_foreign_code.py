@@ -11,8 +11,6 @@ proves it ran as a superuser), or shows its effect in the grants it makes.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,26 +20,12 @@ import pytest
 from psycopg import sql
 
 from tests.deploykit import DeployEnv, env_data, run_api, write_inventory
-from tests.e2e.helpers import assert_one_clear_line
+from tests.e2e.helpers import assert_one_clear_line, console, login
 from tests.pgserver import Names, Server, drop_prefixed
 
 pytestmark = pytest.mark.db
 
 BIN = Path(sys.executable).parent
-
-
-def console(script: str, inventory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / script), str(inventory), "--no-probes"]
-        if script == "pgprov-verify"
-        else [str(BIN / script), str(inventory)],
-        cwd=inventory.parent,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def drift_lines(text: str, *needles: str) -> list[str]:
@@ -50,6 +34,23 @@ def drift_lines(text: str, *needles: str) -> list[str]:
         for line in text.splitlines()
         if "DRIFT" in line and all(needle in line for needle in needles)
     ]
+
+
+def strangers_function(
+    conn: psycopg.Connection, name: str, owner: str, returns: str, body: sql.Composable
+) -> None:
+    """``public.<name>()`` with ``body`` (plpgsql or SQL), owned by ``owner``."""
+    language = "sql" if returns == "text" else "plpgsql"
+    conn.execute(
+        sql.SQL("CREATE FUNCTION public.{f}() RETURNS {r} LANGUAGE {l} AS {b}").format(
+            f=sql.Identifier(name), r=sql.SQL(returns), l=sql.SQL(language), b=body
+        )
+    )
+    conn.execute(
+        sql.SQL("ALTER FUNCTION public.{}() OWNER TO {}").format(
+            sql.Identifier(name), sql.Identifier(owner)
+        )
+    )
 
 
 @pytest.fixture
@@ -81,17 +82,15 @@ def test_a_strangers_trigger_and_definer_function_are_named_and_removed_not_adop
     stranger = names.role("x")
     grab = f"{names.prefix}_grab"
     with pg_server.connect(names.database) as conn:
-        conn.execute(
+        strangers_function(
+            conn,
+            grab,
+            stranger,
+            "trigger SECURITY DEFINER",
             sql.SQL(
-                "CREATE FUNCTION public.{f}() RETURNS trigger SECURITY DEFINER LANGUAGE plpgsql"
-                " AS $$ BEGIN EXECUTE 'GRANT SELECT ON ALL TABLES IN SCHEMA app TO ' ||"
+                "$$ BEGIN EXECUTE 'GRANT SELECT ON ALL TABLES IN SCHEMA app TO ' ||"
                 " quote_ident({who}); RETURN NEW; END $$"
-            ).format(f=sql.Identifier(grab), who=sql.Literal(stranger))
-        )
-        conn.execute(
-            sql.SQL("ALTER FUNCTION public.{}() OWNER TO {}").format(
-                sql.Identifier(grab), sql.Identifier(stranger)
-            )
+            ).format(who=sql.Literal(stranger)),
         )
         conn.execute(
             sql.SQL(
@@ -101,7 +100,7 @@ def test_a_strangers_trigger_and_definer_function_are_named_and_removed_not_adop
         )
     inventory = write_inventory(tmp_path, deployed.data)
 
-    audit = console("pgprov-verify", inventory)
+    audit = console("pgprov-verify", inventory, "--no-probes")
     assert audit.returncode == 1, audit.stdout + audit.stderr
     assert drift_lines(audit.stdout, stranger, f"function public.{grab}()"), audit.stdout
     assert drift_lines(audit.stdout, f"trigger {names.prefix}_t on app.unit", grab), audit.stdout
@@ -111,14 +110,7 @@ def test_a_strangers_trigger_and_definer_function_are_named_and_removed_not_adop
     assert routines_of(pg_server, names, [stranger, names.migrator, names.runtime]) == []
 
     # The service's INSERT runs nothing of the stranger's.
-    with psycopg.connect(
-        host=pg_server.host,
-        port=pg_server.port,
-        user=names.runtime,
-        password=deployed.passwords["runtime"],
-        dbname=names.database,
-        autocommit=True,
-    ) as conn:
+    with login(pg_server, deployed, names, "runtime") as conn:
         conn.execute("INSERT INTO app.unit (name, symbol) VALUES ('kelvin', 'K')")
     with pg_server.connect(names.database) as conn:
         held = conn.execute(
@@ -129,7 +121,7 @@ def test_a_strangers_trigger_and_definer_function_are_named_and_removed_not_adop
 
     again = run_api(deployed.data)
     assert again.success and not again.changed["provision"], again
-    audit = console("pgprov-verify", inventory)
+    audit = console("pgprov-verify", inventory, "--no-probes")
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
 
@@ -147,7 +139,7 @@ def test_a_rule_on_a_strangers_table_is_dropped_before_the_table_is_repaired(
             )
         )
     inventory = write_inventory(tmp_path, deployed.data)
-    audit = console("pgprov-verify", inventory)
+    audit = console("pgprov-verify", inventory, "--no-probes")
     assert audit.returncode == 1, audit.stdout + audit.stderr
     rule = f"rule {names.prefix}_r on app.{names.prefix}_log"
     assert drift_lines(audit.stdout, rule, stranger), audit.stdout
@@ -163,7 +155,7 @@ def test_a_rule_on_a_strangers_table_is_dropped_before_the_table_is_repaired(
         ).fetchone()
     assert rules == (0,)
     assert owner == (names.migrator,)
-    assert console("pgprov-verify", inventory).returncode == 0
+    assert console("pgprov-verify", inventory, "--no-probes").returncode == 0
 
 
 def test_a_foreign_function_a_column_default_uses_stops_the_deploy_and_nothing_is_lost(
@@ -172,16 +164,7 @@ def test_a_foreign_function_a_column_default_uses_stops_the_deploy_and_nothing_i
     stranger = names.role("x")
     symbol = f"{names.prefix}_symbol"
     with pg_server.connect(names.database) as conn:
-        conn.execute(
-            sql.SQL(
-                "CREATE FUNCTION public.{}() RETURNS text LANGUAGE sql AS $$SELECT 'u'$$"
-            ).format(sql.Identifier(symbol))
-        )
-        conn.execute(
-            sql.SQL("ALTER FUNCTION public.{}() OWNER TO {}").format(
-                sql.Identifier(symbol), sql.Identifier(stranger)
-            )
-        )
+        strangers_function(conn, symbol, stranger, "text", sql.SQL("$$SELECT 'u'$$"))
         conn.execute(
             sql.SQL("ALTER TABLE app.unit ALTER COLUMN symbol SET DEFAULT public.{}()").format(
                 sql.Identifier(symbol)
@@ -197,7 +180,7 @@ def test_a_foreign_function_a_column_default_uses_stops_the_deploy_and_nothing_i
     assert routines_of(pg_server, names, [stranger]) == [(symbol, stranger)]
     with pg_server.connect(names.database) as conn:
         assert conn.execute("SELECT symbol FROM app.unit WHERE name = 'metre'").fetchone() == ("u",)
-    assert console("pgprov-verify", inventory).returncode == 1
+    assert console("pgprov-verify", inventory, "--no-probes").returncode == 1
 
 
 def test_an_event_trigger_a_stranger_controls_is_named_and_never_runs_as_the_admin(
@@ -212,18 +195,16 @@ def test_an_event_trigger_a_stranger_controls_is_named_and_never_runs_as_the_adm
         conn.execute(
             sql.SQL("GRANT CREATE ON SCHEMA app TO {}").format(sql.Identifier(names.runtime))
         )
-        conn.execute(
+        strangers_function(
+            conn,
+            function,
+            stranger,
+            "event_trigger",
             sql.SQL(
-                "CREATE FUNCTION public.{f}() RETURNS event_trigger LANGUAGE plpgsql AS $$"
-                " BEGIN IF current_setting('is_superuser') = 'on' THEN"
+                "$$ BEGIN IF current_setting('is_superuser') = 'on' THEN"
                 " EXECUTE format('COPY (SELECT 1) TO %L', current_setting('data_directory')"
                 " || '/' || {m}); END IF; END $$"
-            ).format(f=sql.Identifier(function), m=sql.Literal(marker))
-        )
-        conn.execute(
-            sql.SQL("ALTER FUNCTION public.{}() OWNER TO {}").format(
-                sql.Identifier(function), sql.Identifier(stranger)
-            )
+            ).format(m=sql.Literal(marker)),
         )
         conn.execute(
             sql.SQL(
@@ -232,7 +213,7 @@ def test_an_event_trigger_a_stranger_controls_is_named_and_never_runs_as_the_adm
         )
     inventory = write_inventory(tmp_path, deployed.data)
     try:
-        audit = console("pgprov-verify", inventory)
+        audit = console("pgprov-verify", inventory, "--no-probes")
         assert audit.returncode == 1, audit.stdout + audit.stderr
         assert drift_lines(audit.stdout, f"event trigger {names.prefix}_e", stranger), audit.stdout
         plan = console("pgprov-plan", inventory)

@@ -9,8 +9,6 @@ hidden in a name ran on the controller or the server's host.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ import pytest
 from psycopg import sql
 
 from tests.deploykit import DeployEnv, env_data, run_api, write_inventory
+from tests.e2e.helpers import console
 from tests.pgserver import Names, Server, drop_prefixed
 
 pytestmark = pytest.mark.db
@@ -47,18 +46,6 @@ def hostile_names(prefix: str, witness: Path) -> list[str]:
     for name in names:
         assert len(name.encode()) <= 63, name
     return names
-
-
-def console(script: str, inventory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / script), str(inventory)],
-        cwd=inventory.parent,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture

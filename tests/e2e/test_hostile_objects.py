@@ -14,9 +14,7 @@ pg_catalog`` (which the migrator may run as the database's owner): no marker may
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ import pytest
 from psycopg import sql
 
 from tests.deploykit import REPO, DeployEnv, env_data, run_api, write_inventory
+from tests.e2e.helpers import console, login
 from tests.e2e.migration_helpers import MIGRATIONS_ENV, migration_source, migrations_copy
 from tests.pgserver import Names, Server, drop_prefixed
 
@@ -229,21 +228,9 @@ def shadows(schema: str) -> list[sql.Composable]:
     return statements
 
 
-def as_migrator(server: Server, env: DeployEnv, names: Names) -> psycopg.Connection:
-    """A session as the migrator: what the attacker holds."""
-    return psycopg.connect(
-        host=server.host,
-        port=server.port,
-        user=names.migrator,
-        password=env.passwords["migrator"],
-        dbname=names.database,
-        autocommit=True,
-    )
-
-
 def plant(server: Server, env: DeployEnv, names: Names) -> int:
     """Everything above, as the migrator, in public and app; returns how many objects."""
-    with as_migrator(server, env, names) as conn:
+    with login(server, env, names, "migrator") as conn:
         statements: list[sql.Composable] = []
         for schema in ("public", "app"):
             statements.append(marker_function(schema, names.prefix))
@@ -264,18 +251,6 @@ def markers(server: Server, prefix: str) -> list[str]:
             for (name,) in conn.execute("SELECT pg_ls_dir('.')").fetchall()
             if name.startswith(f"pgprov_planted_{prefix}_")
         )
-
-
-def console(script: str, inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / script), str(inventory), *args],
-        cwd=inventory.parent,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -301,7 +276,7 @@ def test_the_admins_sessions_run_none_of_the_migrators_code(
     assert count > 200, count
     database = sql.Identifier(names.database)
     if database_path:
-        with as_migrator(pg_server, env, names) as conn:
+        with login(pg_server, env, names, "migrator") as conn:
             conn.execute(
                 sql.SQL("ALTER DATABASE {} SET search_path = public, pg_catalog").format(database)
             )

@@ -10,9 +10,7 @@ a fresh cluster (no database created, no role) and on a converged one (nothing a
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from psycopg import sql
 
 from tests.deploykit import DeployEnv, env_data, run_api, run_cli, secret_file, snapshot
 from tests.deploykit import write_inventory as write
-from tests.e2e.helpers import assert_one_clear_line, comparable
+from tests.e2e.helpers import assert_one_clear_line, comparable, console
 from tests.pgserver import Names, Server
 
 pytestmark = pytest.mark.db
@@ -107,18 +105,6 @@ CASES = {
 }
 
 
-def console(script: str, inventory: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / script), str(inventory), "--format", "text"],
-        cwd=inventory.parent,
-        env={k: v for k, v in {**os.environ, **env}.items() if k != "PYTHONPATH"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def state_of(server: Server, env: DeployEnv, names: Names) -> str:
     with server.connect() as conn:
         roles = conn.execute(
@@ -167,7 +153,7 @@ def test_refused_with_one_line_and_nothing_changed(
     deploy = run_cli(tmp_path, data, env=env)
     assert_one_clear_line(deploy, "tests/inventory.py", *says)
     for script in ("pgprov-plan", "pgprov-verify"):
-        proc = console(script, write(tmp_path, data), env)
+        proc = console(script, write(tmp_path, data), "--format", "text", env=env)
         assert proc.returncode == 2, f"{script}: {proc.stdout}{proc.stderr}"
         assert_one_clear_line(proc, "tests/inventory.py", *says)
 
@@ -185,7 +171,7 @@ def test_an_environment_from_before_the_mark_is_marked_by_its_next_deploy(
         # A marked role that drifted to SUPERUSER is still the deploy's to repair.
         conn.execute(sql.SQL("ALTER ROLE {} SUPERUSER").format(sql.Identifier(names.runtime)))
     inventory = write(tmp_path, env.data)
-    audit = console("pgprov-verify", inventory, {})
+    audit = console("pgprov-verify", inventory)
     assert audit.returncode == 1, audit.stdout + audit.stderr
     assert any(
         "DRIFT" in line and names.migrator in line and "managed by pgprov" in line
@@ -195,5 +181,5 @@ def test_an_environment_from_before_the_mark_is_marked_by_its_next_deploy(
     repaired = run_api(env.data)
     assert repaired.success and repaired.changed["provision"], repaired
     assert not run_api(env.data).changed["provision"]
-    audit = console("pgprov-verify", inventory, {})
+    audit = console("pgprov-verify", inventory)
     assert audit.returncode == 0, audit.stdout + audit.stderr
