@@ -3,10 +3,13 @@ SCRAM verifiers the server stores for them, in pyinfra's output at ``-vvv`` (whi
 catalog fact's output), in the server log, in pg_stat_statements or in any process's argv.
 
 One dedicated server logs everything it can (``log_statement = 'all'``, every duration with
-its statement, every transaction sampled, errors with their statement) and tracks every
-statement in pg_stat_statements. The CLI deploy runs twice under ``strace -f -e trace=execve``: a cold
-deploy creating the roles, then after the role passwords were rotated (so ALTER ROLE ...
-PASSWORD is exercised too). Needs ``strace`` (apt-get install strace).
+its statement, every transaction sampled, errors with their statement), with the logging
+extensions platform teams install for compliance: pgaudit (``pgaudit.log = 'all'`` with its
+parameters; PostgreSQL 15, Debian's postgresql-15-pgaudit) and auto_explain (every plan, with
+its query text), and tracks every statement in pg_stat_statements. The CLI deploy runs twice
+under ``strace -f -e trace=execve``: a cold deploy creating the roles, then after the role
+passwords were rotated (so ALTER ROLE ... PASSWORD is exercised too); then a plan and an audit
+(probes included). Needs ``strace`` (apt-get install strace).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tests.deploykit import (
     stored_verifiers,
     write_inventory,
 )
+from tests.e2e.helpers import console
 from tests.pgserver import Names, Server, local_server
 
 ROLES = ("migrator", "runtime")
@@ -45,10 +49,30 @@ LOGGING = {
     "log_statement_sample_rate": "1",
     "log_transaction_sample_rate": "1",
     "log_min_error_statement": "'error'",
-    "shared_preload_libraries": "'pg_stat_statements'",
+    "shared_preload_libraries": "'pg_stat_statements,auto_explain'",
     "pg_stat_statements.track": "'all'",
     "pg_stat_statements.track_utility": "on",
+    "auto_explain.log_min_duration": "0",
+    "auto_explain.log_analyze": "on",
+    "auto_explain.log_nested_statements": "on",
 }
+PGAUDIT = {
+    "shared_preload_libraries": "'pgaudit,pg_stat_statements,auto_explain'",
+    "pgaudit.log": "'all'",
+    "pgaudit.log_parameter": "on",
+    "pgaudit.log_catalog": "on",
+    "pgaudit.log_relation": "on",
+}
+# pgaudit exists here for PostgreSQL 15 only (Debian's package; .ci/run installs it).
+PGAUDIT_LIBRARY = Path("/usr/lib/postgresql/15/lib/pgaudit.so")
+
+
+def logging_settings(major: str | None) -> dict[str, str]:
+    if major == "18":
+        return LOGGING
+    if not PGAUDIT_LIBRARY.exists():
+        pytest.fail(f"{PGAUDIT_LIBRARY} is missing: apt-get install postgresql-15-pgaudit")
+    return {**LOGGING, **PGAUDIT}
 
 
 @dataclass
@@ -106,7 +130,7 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture]:
     if shutil.which("strace") is None:
         pytest.fail("strace is required for the secrets tests (apt-get install strace)")
     major = os.environ.get("PGPROV_TEST_PG") or None
-    with local_server(major, settings=LOGGING) as server:
+    with local_server(major, settings=logging_settings(major)) as server:
         assert server.cluster is not None
         directory = tmp_path_factory.mktemp("secrets")
         names = Names.new()
@@ -128,13 +152,18 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture]:
             result.trace += trace
             found = stored_verifiers(server, *(result.role(r) for r in ROLES))
             result.verifiers.update({f"run {run} {role}": v for role, v in found.items()})
+        for script in ("pgprov-plan", "pgprov-verify"):
+            proc = console(script, inventory)
+            result.returncodes.append(proc.returncode)
+            result.output += proc.stdout + proc.stderr
         result.server_log = server.cluster.logfile.read_text()
         result.statements = tracked_statements(server)
         yield result
 
 
 def test_both_traced_deploys_succeed_and_the_second_rotates_the_passwords(capture: Capture):
-    assert capture.returncodes == [0, 0], capture.output[-3000:]
+    # Two deploys, then a plan and an audit of the converged environment.
+    assert capture.returncodes == [0, 0, 0, 0], capture.output[-3000:]
     for role in ROLES:
         assert f"set the password of role {capture.role(role)}" in capture.output
     # Four verifiers: each role's first one, then a new one (new salt) after the rotation.
@@ -178,6 +207,11 @@ def test_the_server_logged_the_deploy_but_not_its_password_statements(capture: C
     assert "PASSWORD" not in log
     # Nor the snapshot's stored-password query, which carries the key of its digests.
     assert "json_object_agg(rolname" not in log
+    # The logging extensions were there to hear it: auto_explain logged plans with their query
+    # text, and on 15 pgaudit logged statements with their parameters.
+    assert "Query Text:" in log, "auto_explain logged nothing"
+    if capture.server.major == 15:
+        assert "AUDIT: SESSION," in log, "pgaudit logged nothing"
 
 
 @pytest.mark.parametrize("secret", SECRETS)

@@ -4,13 +4,13 @@ WHERE pg_catalog.current_setting('server_version_num')::integer >= 140000 \g /de
 SET log_transaction_sample_rate = 0;
 BEGIN;
 SELECT pg_catalog.pg_advisory_xact_lock(1885827186) \g /dev/null
-SET log_statement = 'none'; SET log_min_duration_statement = -1; SET log_min_duration_sample = -1; SET log_min_error_statement = 'panic'; SET log_error_verbosity = 'terse'; SET log_transaction_sample_rate = 0; SET pg_stat_statements.track = 'none';
+SET log_statement = 'none'; SET log_min_duration_statement = -1; SET log_min_duration_sample = -1; SET log_min_error_statement = 'panic'; SET log_error_verbosity = 'terse'; SET log_transaction_sample_rate = 0; SET pg_stat_statements.track = 'none'; SET pgaudit.log = 'none'; SET pgaudit.role = ''; SET auto_explain.log_min_duration = -1;
 DO $pgprov$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'hinfelaar_fastapi_db_user') THEN
     CREATE ROLE "hinfelaar_fastapi_db_user" CREATEDB LOGIN INHERIT PASSWORD 'SCRAM-SHA-256$4096:Zml4ZWQtc2FsdA==$fixed-stored-key=:fixed-server-key=';
   END IF;
 END $pgprov$;
-RESET pg_stat_statements.track; RESET log_transaction_sample_rate; RESET log_error_verbosity; RESET log_min_error_statement; RESET log_min_duration_sample; RESET log_min_duration_statement; RESET log_statement;
+RESET auto_explain.log_min_duration; RESET pgaudit.role; RESET pgaudit.log; RESET pg_stat_statements.track; RESET log_transaction_sample_rate; RESET log_error_verbosity; RESET log_min_error_statement; RESET log_min_duration_sample; RESET log_min_duration_statement; RESET log_statement;
 COMMENT ON ROLE "hinfelaar_fastapi_db_user" IS 'pgprov: managed role';
 COMMIT;
 RESET log_transaction_sample_rate;
