@@ -28,7 +28,8 @@ JSON shape (``--format json``)::
             {"step": "provision",           # "provision" | "migrate" | "gin_index"
              "description": "create role app_runtime (LOGIN, INHERIT) with a ...",
              "sql": "CREATE ROLE \\"app_runtime\\" ... PASSWORD '********';\\n"}
-          ]
+          ],
+          "notices": []                     # one line each: what may log a verifier, say
         }
       ]
     }
@@ -71,6 +72,7 @@ class HostPlan:
     error: str | None = None
     pending_migrations: list[str] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # one line each (e.g. what may log a verifier)
 
 
 @dataclass
@@ -283,6 +285,7 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
                     Change(_step(key), item.description, item.display) for key, item in run.items
                 ]
                 plan.pending_migrations = run.pending_migrations
+                plan.notices = run.notices
                 plan.status = "changes" if plan.changes else "converged"
     finally:
         disconnect_all(state)
@@ -313,6 +316,9 @@ def _plan(args: argparse.Namespace) -> int:
     except PlanError as exc:
         print(exc, file=sys.stderr)
         return 2
+    for host in report.hosts:
+        for notice in host.notices:
+            print(notice, file=sys.stderr)
     text = RENDERERS[args.format](report)
     if args.output:
         if not write_output(args.output, text):

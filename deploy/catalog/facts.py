@@ -23,6 +23,7 @@ from pgprov.catalog.state import Snapshot, SnapshotError
 from pgprov.model.secrets import Secret, new_password_key
 from pgprov.model.spec import GIN_INDEX, GIN_TABLE, Spec
 from pgprov.sql.locks import session_setup
+from pgprov.sql.quiet import QUIET
 from pgprov.sql.render import render
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
@@ -79,6 +80,7 @@ def inspect_script(spec: Spec, password_key: str | None = None) -> str:
         index_names=[GIN_INDEX, GIN_INDEX + "_new"],
         gin_table=GIN_TABLE,
         settings_input=check_input(spec),
+        quiet_settings=QUIET,
     )
 
 

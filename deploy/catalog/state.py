@@ -221,6 +221,15 @@ class SettingCheck:
 
 
 @dataclass(frozen=True)
+class QuietState:
+    """One of the settings that keep secrets out of logs (pgprov.sql.quiet), as the admin
+    finds it: whether it may set it, and its current value (None: extension not loaded)."""
+
+    may_set: bool
+    current: str | None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     server_version_num: int
     in_recovery: bool
@@ -244,6 +253,7 @@ class Snapshot:
     functions: tuple[FunctionState, ...] = ()
     memberships: tuple[MembershipState, ...] = ()  # members of the managed roles and readers
     privileged: tuple[PrivilegedRole, ...] = ()
+    quiet: dict[str, QuietState] = field(default_factory=dict)
     triggers: tuple[TriggerState, ...] = ()
     rules: tuple[RuleState, ...] = ()
     event_triggers: tuple[EventTriggerState, ...] = ()
@@ -351,6 +361,10 @@ class Snapshot:
             RuleState(r["schema"], r["table"], r["name"], r["table_owner"])
             for r in sections.get("rules", [])  # type: ignore[union-attr]
         )
+        quiet = {
+            name: QuietState(bool(q["may_set"]), q["current"])
+            for name, q in (sections.get("quiet") or {}).items()  # type: ignore[union-attr]
+        }
         event_triggers = tuple(
             EventTriggerState(
                 e["name"],
@@ -419,6 +433,7 @@ class Snapshot:
             functions=functions,
             memberships=memberships,
             privileged=privileged,
+            quiet=quiet,
             triggers=triggers,
             rules=rules,
             event_triggers=event_triggers,

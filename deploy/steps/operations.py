@@ -26,7 +26,7 @@ from pgprov.model.secrets import Secret, stored_password_matches
 from pgprov.model.spec import Spec
 from pgprov.sql.locks import LockTimeout, blockers_query, retry_on_lock_timeout
 from pgprov.steps.gin import IndexPlanError, gin_items
-from pgprov.steps.plan import HostInputs, HostRun, Item, build_plan
+from pgprov.steps.plan import HostInputs, HostRun, Item, build_plan, quiet_notice
 from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.state import StateStage
@@ -118,6 +118,9 @@ def provision(spec: Spec, inputs: HostInputs, run: HostRun):
             f"database {spec.database}: roles, ownership, privileges and settings already as declared"
         )
         return
+    notice = quiet_notice(spec, snap) if plan.sends_verifier else None
+    if notice and run.notify(notice):
+        host.log_styled(notice, fg="yellow", log_func=logger.warning)
     announce(run, f"provision:{spec.database}", plan.items)
     yield psql_command(spec, inputs, plan.script())
 

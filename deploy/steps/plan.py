@@ -43,6 +43,7 @@ from pgprov.sql.locks import (
     session_unlock,
     with_lock_retries,
 )
+from pgprov.sql.quiet import QUIET, QuietSetting, logs
 from pgprov.sql.render import render
 
 UNSAMPLED = "SET log_transaction_sample_rate = 0;"
@@ -74,6 +75,7 @@ class HostRun:
     items: list[tuple[str, Item]] = field(default_factory=list)  # (step key, item)
     errors: list[str] = field(default_factory=list)
     pending_migrations: list[str] = field(default_factory=list)  # what the schema step applies
+    notices: list[str] = field(default_factory=list)  # one line each, said once per run
     _keys: set[str] = field(default_factory=set, repr=False)
 
     def add(self, key: str, items: list[Item]) -> bool:
@@ -82,6 +84,13 @@ class HostRun:
             return False
         self._keys.add(key)
         self.items.extend((key, item) for item in items)
+        return True
+
+    def notify(self, message: str) -> bool:
+        """Record a notice once; True the first time."""
+        if message in self.notices:
+            return False
+        self.notices.append(message)
         return True
 
     def fail(self, key: str, message: str) -> bool:
@@ -102,10 +111,10 @@ class Plan:
     roles: list[Item] = field(default_factory=list)
     create_database: list[Item] = field(default_factory=list)
     database: list[Item] = field(default_factory=list)
-    # A superuser admin keeps the role statements' verifiers out of the server log
+    # The settings the admin may set to keep the role statements' verifiers out of every log
     # (sql_templates/unlogged.sql.j2); sampling a whole transaction into the log is decided
-    # at BEGIN, so it is switched off around the roles transaction.
-    unlogged: bool = False
+    # at BEGIN, so it is switched off around the roles transaction when the admin may.
+    quiet: tuple[QuietSetting, ...] = ()
 
     @property
     def items(self) -> list[Item]:
@@ -114,6 +123,11 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not self.items
+
+    @property
+    def sends_verifier(self) -> bool:
+        """Whether a role statement carries a verifier (only those differ from their display)."""
+        return any(item.sql != item.display for item in self.roles)
 
     def script(self, *, mask: bool = False) -> str:
         """The whole psql script; ``mask`` gives the display form (passwords redacted)."""
@@ -131,7 +145,7 @@ class Plan:
                 set_role=None,
                 body=body(self.roles),
             )
-            if self.unlogged:
+            if any(s.name == "log_transaction_sample_rate" for s in self.quiet):
                 roles = f"{UNSAMPLED}\n{roles}{RESAMPLED}\n"
             parts.append(roles)
         if self.create_database:
@@ -205,7 +219,7 @@ def role_items(
                     alter=[],
                     revoke_memberships=[],
                     grant_memberships=[],
-                    unlogged=snap.is_superuser,
+                    quiet=quiet_settings(snap),
                     mark=_mark(name),
                 )
             )
@@ -241,7 +255,7 @@ def role_items(
                     alter=[role],
                     revoke_memberships=[],
                     grant_memberships=[],
-                    unlogged=snap.is_superuser,
+                    quiet=quiet_settings(snap),
                 )
             )
         for parent in current.member_of:
@@ -522,6 +536,39 @@ def _grant_item(grant: GrantGroup, verb: str) -> Item:
     return make_item(f"{verb} {grant.describe()}", "privileges.sql.j2", **lists)
 
 
+def quiet_settings(snap: Snapshot) -> list[QuietSetting]:
+    """The settings the admin may set to keep a verifier out of the logs, as the snapshot found
+    them (has_parameter_privilege); every one for a superuser when the snapshot has no word."""
+    if not snap.quiet:
+        return list(QUIET) if snap.is_superuser else []
+    return [s for s in QUIET if s.name in snap.quiet and snap.quiet[s.name].may_set]
+
+
+def quiet_notice(spec: Spec, snap: Snapshot) -> str | None:
+    """One line naming what may log a statement carrying a verifier because the admin may not
+    switch it off (a managed service's own pgaudit, say); None when nothing may."""
+    loud = [
+        s
+        for s in QUIET
+        if s.always
+        and s.name in snap.quiet
+        and not snap.quiet[s.name].may_set
+        and logs(s, snap.quiet[s.name].current)
+    ]
+    if not loud:
+        return None
+    what = ", ".join(
+        f"{s.name} = {snap.quiet[s.name].current!r}{f' ({s.extension} is loaded)' if s.extension else ''}"
+        for s in loud
+    )
+    return (
+        f"{spec.inventory}: host {spec.host}: the admin {snap.current_user} may not set {what}: "
+        "this run's CREATE/ALTER ROLE ... PASSWORD statements may reach those logs with their "
+        "SCRAM verifier (never the plaintext); restrict who reads them, or GRANT SET ON "
+        "PARAMETER to the admin"
+    )
+
+
 def code_items(spec: Spec, snap: Snapshot) -> list[Item]:
     """Foreign triggers, rules and routines, dropped before any owner changes; a routine that
     something else uses is ``code_problem``'s (the deploy stops before planning)."""
@@ -570,7 +617,7 @@ def build_plan(
     password_matches: Callable[[str, StoredPassword | None], bool],
 ) -> Plan:
     """Everything the environment needs, in the order PostgreSQL needs it."""
-    plan = Plan(spec=spec, policy=policy, unlogged=snap.is_superuser)
+    plan = Plan(spec=spec, policy=policy, quiet=tuple(quiet_settings(snap)))
     plan.roles = role_items(spec, snap, verifier_for, password_matches)
     plan.create_database, owner_fix = database_items(spec, snap)
     plan.database = [

@@ -159,6 +159,7 @@ def test_converged_environment_exits_0_with_a_no_changes_line(
         "error": None,
         "pending_migrations": [],
         "changes": [],
+        "notices": [],
     }
     assert "### `@local`: no changes" in artifacts.files["markdown"]
     assert "```sql" not in artifacts.files["markdown"]

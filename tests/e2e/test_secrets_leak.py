@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from pgprov.catalog.psql import PSQL_FLAGS, local_psql
 from pgprov.model.secrets import scram_verifier, verifier_matches
+from pgprov.sql.quiet import QUIET
 from pgprov.sql.render import ENV, render
 
 from tests.deploykit import (
@@ -299,7 +300,7 @@ def test_a_failing_password_statement_leaves_no_statement_or_context_in_the_log(
     alter = render(
         "roles.sql.j2",
         mask=False,
-        unlogged=True,
+        quiet=QUIET,
         create=[],
         alter=[{"name": missing, "attributes": [], "verifier": verifier}],
         revoke_memberships=[],
@@ -309,7 +310,7 @@ def test_a_failing_password_statement_leaves_no_statement_or_context_in_the_log(
         "DO $x$ BEGIN EXECUTE 'ALTER ROLE ' || quote_ident("
         f"'{missing}') || ' PASSWORD ' || quote_literal('{verifier}'); END $x$;\n"
     )
-    quiet = ENV.from_string('{% import "unlogged.sql.j2" as q %}{{ q.begin() }}').render()
+    quiet = ENV.from_string('{% import "unlogged.sql.j2" as q %}{{ q.begin(s) }}').render(s=QUIET)
 
     control = logged_while(capture.server, do_block)
     assert stored_key in control and "CONTEXT:" in control and "STATEMENT:" in control

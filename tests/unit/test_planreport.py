@@ -101,6 +101,7 @@ def test_json_shape():
         "admin",
         "error",
         "pending_migrations",
+        "notices",
         "changes",
     }
     assert host["changes"][0] == {
