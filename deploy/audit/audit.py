@@ -230,8 +230,10 @@ def membership_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
 
 
 def bypass_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
-    """Roles no grant stops (SUPERUSER, BYPASSRLS, pg_read_all_data / pg_write_all_data, the
-    owner's members): named, and a difference unless the inventory expects them."""
+    """Roles no grant stops (SUPERUSER, BYPASSRLS, members of pg_read_all_data /
+    pg_write_all_data and of pg_execute_server_program / pg_read_server_files /
+    pg_write_server_files, directly or through a group, the owner's members): named, and a
+    difference unless the inventory expects them."""
     expected = expected_privileged(spec, snap)
     reasons: dict[str, list[str]] = {p.name: list(p.reasons) for p in snap.privileged}
     for m in snap.memberships:
