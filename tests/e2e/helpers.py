@@ -150,6 +150,8 @@ def pip(*args: str, python: str | None = None) -> None:
     target = ["--python", python] if python else []
     done = subprocess.run(
         [sys.executable, "-m", "pip", *target, "--disable-pip-version-check", "-q", *args],
+        # make test exports PYTHONPATH (the repository): pip must judge the target as it is.
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         capture_output=True,
         text=True,
         timeout=300,

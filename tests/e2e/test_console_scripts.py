@@ -158,10 +158,12 @@ def consumer(pg_server: Server, names: Names, tmp_path: Path) -> Place:
         text=True,
         check=True,
     ).stdout.strip()
-    # pgprov's dependencies, not pgprov: a .pth line adds a directory without running the
-    # editable checkout's finder, so only the wheel provides pgprov.
-    Path(site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # The wheel first, into an environment that sees no other pgprov (pip would otherwise find
+    # this checkout's editable install and skip it); then pgprov's dependencies, not pgprov: a
+    # .pth line adds a directory without running the editable checkout's finder, so only the
+    # wheel provides pgprov.
     pip("install", "--no-deps", "--no-index", str(build_wheel(tmp_path)), python=str(python))
+    Path(site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
     project = tmp_path / "service"
     (project / "inventories").mkdir(parents=True)
