@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pgprov.access.privileges import expected_privileged, trusted_owners
+from pgprov.access.privileges import left_to_its_owner, trusted_owners
 from pgprov.catalog.state import EventTriggerState, FunctionState, RuleState, Snapshot, TriggerState
 from pgprov.model.spec import Spec
 
@@ -54,12 +54,9 @@ class ForeignCode:
 
 
 def _repaired_table(spec: Spec, snap: Snapshot, schema: str, table: str) -> bool:
-    """A table whose owner the deploy repairs: every table of the database but the ones the
-    admin or a privileged role owns outside the app's schema (see ``undeclared_owners``)."""
-    if schema == spec.schema_name:
-        return True
-    rel = snap.relation(schema, table)
-    return rel is None or rel.owner not in {snap.current_user, *expected_privileged(spec, snap)}
+    """A table whose owner the deploy repairs (see ``undeclared_owners``)."""
+    owner = _table_owner(snap, schema, table)
+    return owner is None or not left_to_its_owner(spec, snap, schema, owner)
 
 
 def _table_owner(snap: Snapshot, schema: str, table: str) -> str | None:

@@ -303,6 +303,13 @@ def expected_privileged(spec: Spec, snap: Snapshot) -> set[str]:
     return {snap.current_user, *spec.privileged_roles}
 
 
+def left_to_its_owner(spec: Spec, snap: Snapshot, schema: str, owner: str) -> bool:
+    """Outside the app's schema, what the admin or a ``pg_privileged_roles`` role owns is left
+    to them (they bypass privileges anyway): the deploy neither reassigns it nor judges the
+    code on it."""
+    return schema != spec.schema_name and owner in expected_privileged(spec, snap)
+
+
 def trusted_owners(spec: Spec, snap: Snapshot) -> set[str]:
     """Roles whose code the deploy may keep or hand to the owner role: the managed roles and
     readers, the admin and ``pg_privileged_roles``. Anyone else's routine is foreign
@@ -353,7 +360,7 @@ def undeclared_owners(spec: Spec, snap: Snapshot) -> list[Ownership]:
         if schema.name != app and schema.owner not in exempt | {DATABASE_OWNER_ROLE}
     ]
     for rel in snap.relations:
-        if rel.owner == spec.owner or (rel.schema != app and rel.owner in exempt):
+        if rel.owner == spec.owner or left_to_its_owner(spec, snap, rel.schema, rel.owner):
             continue
         if rel.kind == "sequence" and rel.owned_by is not None:
             continue
@@ -361,7 +368,7 @@ def undeclared_owners(spec: Spec, snap: Snapshot) -> list[Ownership]:
         out.append(Ownership(keyword, rel.schema, rel.name, rel.owner))
     trusted = trusted_owners(spec, snap)
     for fn in snap.functions:
-        if fn.owner == spec.owner or (fn.schema != app and fn.owner in exempt):
+        if fn.owner == spec.owner or left_to_its_owner(spec, snap, fn.schema, fn.owner):
             continue
         if fn.owner not in trusted:
             continue  # foreign code: removed or refused, never adopted (pgprov.access.code)

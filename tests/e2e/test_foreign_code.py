@@ -20,20 +20,12 @@ import pytest
 from psycopg import sql
 
 from tests.deploykit import DeployEnv, env_data, run_api, write_inventory
-from tests.e2e.helpers import assert_one_clear_line, console, login
+from tests.e2e.helpers import assert_one_clear_line, console, lines_with, login
 from tests.pgserver import Names, Server, drop_prefixed
 
 pytestmark = pytest.mark.db
 
 BIN = Path(sys.executable).parent
-
-
-def drift_lines(text: str, *needles: str) -> list[str]:
-    return [
-        line
-        for line in text.splitlines()
-        if "DRIFT" in line and all(needle in line for needle in needles)
-    ]
 
 
 def strangers_function(
@@ -102,8 +94,10 @@ def test_a_strangers_trigger_and_definer_function_are_named_and_removed_not_adop
 
     audit = console("pgprov-verify", inventory, "--no-probes")
     assert audit.returncode == 1, audit.stdout + audit.stderr
-    assert drift_lines(audit.stdout, stranger, f"function public.{grab}()"), audit.stdout
-    assert drift_lines(audit.stdout, f"trigger {names.prefix}_t on app.unit", grab), audit.stdout
+    assert lines_with(audit.stdout, "DRIFT", stranger, f"function public.{grab}()"), audit.stdout
+    assert lines_with(audit.stdout, "DRIFT", f"trigger {names.prefix}_t on app.unit", grab), (
+        audit.stdout
+    )
 
     repair = run_api(deployed.data)
     assert repair.success and repair.changed["provision"], repair
@@ -142,7 +136,7 @@ def test_a_rule_on_a_strangers_table_is_dropped_before_the_table_is_repaired(
     audit = console("pgprov-verify", inventory, "--no-probes")
     assert audit.returncode == 1, audit.stdout + audit.stderr
     rule = f"rule {names.prefix}_r on app.{names.prefix}_log"
-    assert drift_lines(audit.stdout, rule, stranger), audit.stdout
+    assert lines_with(audit.stdout, "DRIFT", rule, stranger), audit.stdout
 
     assert run_api(deployed.data).success
     with pg_server.connect(names.database) as conn:
@@ -215,7 +209,9 @@ def test_an_event_trigger_a_stranger_controls_is_named_and_never_runs_as_the_adm
     try:
         audit = console("pgprov-verify", inventory, "--no-probes")
         assert audit.returncode == 1, audit.stdout + audit.stderr
-        assert drift_lines(audit.stdout, f"event trigger {names.prefix}_e", stranger), audit.stdout
+        assert lines_with(audit.stdout, "DRIFT", f"event trigger {names.prefix}_e", stranger), (
+            audit.stdout
+        )
         plan = console("pgprov-plan", inventory)
         assert plan.returncode == 2, plan.stdout + plan.stderr
         assert_one_clear_line(plan, f"event trigger {names.prefix}_e", stranger)
