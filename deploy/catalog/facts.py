@@ -116,9 +116,15 @@ def connection_args(
         password = admin
     admin_connection = spec.admin
     psql = local_psql() if is_local(host) and spec.psql == "psql" else spec.psql
+    # What this run's snapshot learned of event_triggers; before it, the session probes.
+    known = run_memory(host, "snapshots", dict).get(spec.database)
     args: dict[str, Any] = {
         "command_line": shell_command(
-            admin_connection, password_on_stdin=password is not None, dbname=dbname, psql=psql
+            admin_connection,
+            password_on_stdin=password is not None,
+            dbname=dbname,
+            psql=psql,
+            event_triggers_off=known.event_triggers_off if isinstance(known, Snapshot) else None,
         ),
         "_stdin": Stdin(stdin_for(script, password)),
     }

@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from pgprov.catalog.session import psql_environment
+from pgprov.catalog.session import probing_prologue, psql_environment
 from pgprov.model.secrets import Credentials, Secret, SecretError, resolve
 from pgprov.model.spec import PASSWORD_KEYS, AdminConnection, Spec
 
@@ -39,22 +39,38 @@ def psql_argv(
     return argv
 
 
+def probe_argv(
+    admin: AdminConnection, *, dbname: str | None = None, psql: str = "psql"
+) -> list[str]:
+    """A psql that only connects like ``psql_argv``'s would, never prompts, and runs nothing."""
+    argv = psql_argv(admin, dbname=dbname, psql=psql)
+    return [*argv[: argv.index("-f")], "-w", "-c", ""]
+
+
 def shell_command(
     admin: AdminConnection,
     *,
     password_on_stdin: bool,
     dbname: str | None = None,
     psql: str = "psql",
+    event_triggers_off: bool | None = None,
 ) -> str:
-    """The shell command line pyinfra runs on the target: psql under ``env``, which gives it
-    the pinned search_path of every pgprov session (``pgprov.catalog.session``)."""
-    argv = " ".join(
-        shlex.quote(part)
-        for part in ["env", psql_environment(), *psql_argv(admin, dbname=dbname, psql=psql)]
-    )
-    if not password_on_stdin:
-        return argv
-    return f"sh -c {shlex.quote('IFS= read -r PGPASSWORD && export PGPASSWORD && exec ' + argv)}"
+    """The shell command line pyinfra runs on the target: psql with PGOPTIONS, which gives it
+    the pinned search_path of every pgprov session and, where the server allows,
+    ``event_triggers = off`` (``pgprov.catalog.session``). ``event_triggers_off`` is what this
+    server answered before (a snapshot of this run); None: not known yet, probe first."""
+    quoted = " ".join(shlex.quote(part) for part in psql_argv(admin, dbname=dbname, psql=psql))
+    if event_triggers_off is None:
+        probe = " ".join(shlex.quote(part) for part in probe_argv(admin, dbname=dbname, psql=psql))
+        script = probing_prologue(probe) + "exec " + quoted
+    else:
+        env = shlex.quote(psql_environment(event_triggers_off=event_triggers_off))
+        if not password_on_stdin:
+            return f"env {env} {quoted}"
+        script = f"exec env {env} {quoted}"
+    if password_on_stdin:
+        script = "IFS= read -r PGPASSWORD && export PGPASSWORD && " + script
+    return f"sh -c {shlex.quote(script)}"
 
 
 class Stdin:

@@ -257,6 +257,8 @@ class Snapshot:
     triggers: tuple[TriggerState, ...] = ()
     rules: tuple[RuleState, ...] = ()
     event_triggers: tuple[EventTriggerState, ...] = ()
+    # The admin's sessions may start with event_triggers = off (17+: pgprov.catalog.session).
+    event_triggers_off: bool = False
 
     @property
     def major(self) -> int:
@@ -437,4 +439,5 @@ class Snapshot:
             triggers=triggers,
             rules=rules,
             event_triggers=event_triggers,
+            event_triggers_off=bool(sections.get("event_triggers_off", False)),
         )

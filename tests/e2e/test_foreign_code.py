@@ -45,6 +45,16 @@ def strangers_function(
     )
 
 
+def marks_as_superuser(name: sql.Composable) -> sql.Composable:
+    """A plpgsql body that writes the file ``name`` in the data directory when a superuser
+    runs it (``COPY ... TO`` a file: only a superuser may)."""
+    return sql.SQL(
+        "$$ BEGIN IF current_setting('is_superuser') = 'on' THEN"
+        " EXECUTE format('COPY (SELECT 1) TO %L', current_setting('data_directory')"
+        " || '/' || {m}); END IF; END $$"
+    ).format(m=name)
+
+
 @pytest.fixture
 def deployed(pg_server: Server, names: Names, tmp_path: Path) -> Iterator[DeployEnv]:
     env = env_data(pg_server, names, tmp_path)
@@ -194,11 +204,7 @@ def test_an_event_trigger_a_stranger_controls_is_named_and_never_runs_as_the_adm
             function,
             stranger,
             "event_trigger",
-            sql.SQL(
-                "$$ BEGIN IF current_setting('is_superuser') = 'on' THEN"
-                " EXECUTE format('COPY (SELECT 1) TO %L', current_setting('data_directory')"
-                " || '/' || {m}); END IF; END $$"
-            ).format(m=sql.Literal(marker)),
+            marks_as_superuser(sql.Literal(marker)),
         )
         conn.execute(
             sql.SQL(
@@ -233,3 +239,60 @@ def test_an_event_trigger_a_stranger_controls_is_named_and_never_runs_as_the_adm
                     sql.Identifier(f"{names.prefix}_e")
                 )
             )
+
+
+def test_a_login_event_trigger_a_stranger_controls_never_runs_in_the_admins_sessions(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """From PostgreSQL 17 a login event trigger runs at every connection, before any statement
+    pgprov could send: the admin's sessions start with event_triggers = off (the probe and every
+    later session), so plan, audit and deploy connect without running it."""
+    stranger = names.role("x")
+    function = f"{names.prefix}_on_login"
+    trigger = f"{names.prefix}_l"
+    marker = f"pgprov_planted_{names.prefix}_login"
+    create = sql.SQL("CREATE EVENT TRIGGER {e} ON login EXECUTE FUNCTION public.{f}()").format(
+        e=sql.Identifier(trigger), f=sql.Identifier(function)
+    )
+    off = "-c event_triggers=off"  # the test's own sessions, once the trigger exists
+    with pg_server.connect(names.database) as conn:
+        strangers_function(
+            conn,
+            function,
+            stranger,
+            "event_trigger",
+            marks_as_superuser(
+                sql.SQL("{} || '_' || pg_backend_pid()").format(sql.Literal(marker))
+            ),
+        )
+        if pg_server.major < 17:
+            # Nothing to defend before 17: the server has no login event.
+            with pytest.raises(psycopg.Error, match="login"):
+                conn.execute(create)
+            return
+        conn.execute(create)
+
+    def runs(server: Server) -> int:
+        with server.connect(names.database, options=off) as conn:
+            found = conn.execute(
+                "SELECT count(*) FROM pg_ls_dir('.') f WHERE f LIKE %s", (marker + "%",)
+            ).fetchone()
+        assert found is not None
+        return int(found[0])
+
+    inventory = write_inventory(tmp_path, deployed.data)
+    try:
+        audit = console("pgprov-verify", inventory)
+        assert audit.returncode == 1, audit.stdout + audit.stderr
+        assert lines_with(audit.stdout, "DRIFT", f"event trigger {trigger}", stranger), audit.stdout
+        plan = console("pgprov-plan", inventory)
+        assert plan.returncode == 2, plan.stdout + plan.stderr
+        assert_one_clear_line(plan, f"event trigger {trigger}", stranger)
+        assert not run_api(deployed.data).success
+        assert runs(pg_server) == 0
+        # Control: a superuser session that does not switch event triggers off runs it.
+        pg_server.connect(names.database).close()
+        assert runs(pg_server) == 1
+    finally:
+        with pg_server.connect(names.database, options=off) as conn:
+            conn.execute(sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(sql.Identifier(trigger)))

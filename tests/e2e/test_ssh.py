@@ -264,10 +264,14 @@ def test_psql_runs_on_the_target_as_the_server_os_user_through_sudo(
     for command in commands:
         assert (command.user, command.run_as) == (ssh.user, OS_SUPERUSER), command
         psql = re.findall(r"\bpsql (-X[^;()']*)", command.command)
-        assert len(psql) == 1, f"expected one psql in: {command.command}"
+        # Before the server has said whether event triggers may be switched off, a probe
+        # connects first and runs nothing (``-c ''``; pgprov.catalog.session).
+        probes = [p for p in psql if p.rstrip(" \\").endswith(" -w -c")]
+        sessions = [p for p in psql if p not in probes]
+        assert len(sessions) == 1 and len(probes) <= 1, f"expected one psql in: {command.command}"
         # The catalog read folds psql's errors into its output (``2>&1``) to report them once.
-        arguments = psql[0].rstrip().removesuffix(" 2>&1")
-        assert arguments.endswith(" -f -") and " -c " not in psql[0], (
+        arguments = sessions[0].rstrip().removesuffix(" 2>&1").rstrip(" \\")
+        assert arguments.endswith(" -f -") and " -c " not in sessions[0], (
             f"expected psql reading its script from stdin: {command.command}"
         )
     admin = [s for s in pg_sessions(first.pg_log) if s.user == OS_SUPERUSER]
@@ -413,7 +417,9 @@ def test_sql_reaches_psql_on_stdin_and_no_secret_reaches_argv(deployment: Deploy
     parsed = parse_trace(trace)
     psql = [argv for argv in parsed.execs if argv.split(",")[0].endswith('psql"')]
     assert psql, "no psql was started on the target"
-    assert all(argv.endswith('"-f", "-"') for argv in psql), psql
+    # Every psql reads its SQL from stdin, but the probe, which runs none (``-c ''``).
+    assert all(argv.endswith(('"-f", "-"', '"-w", "-c", ""')) for argv in psql), psql
+    assert any(argv.endswith('"-f", "-"') for argv in psql), psql
     for label, value in deployment.secrets.items():
         assert not [argv for argv in parsed.execs if value in argv], f"{label} in argv"
 

@@ -11,6 +11,7 @@ import pytest
 from pgprov.catalog.psql import (
     admin_password,
     passfile_password,
+    probe_argv,
     psql_argv,
     shell_command,
     stdin_for,
@@ -49,13 +50,16 @@ def test_argv_omits_unset_host_and_user_and_takes_another_database() -> None:
     assert argv[argv.index("-d") + 1] == "hinfelaar_fastapi"
 
 
-def test_shell_command_without_password_is_the_quoted_argv() -> None:
-    command = shell_command(ADMIN, password_on_stdin=False)
-    assert shlex.split(command) == ["env", PINNED, *psql_argv(ADMIN)]
+@pytest.mark.parametrize("off", [False, True])
+def test_shell_command_once_the_server_answered_is_the_quoted_argv(off: bool) -> None:
+    command = shell_command(ADMIN, password_on_stdin=False, event_triggers_off=off)
+    pinned = psql_environment(event_triggers_off=off)
+    assert shlex.split(command) == ["env", pinned, *psql_argv(ADMIN)]
+    assert ("event_triggers=off" in command) is off
 
 
 def test_shell_command_with_password_reads_it_from_stdin_first() -> None:
-    command = shell_command(ADMIN, password_on_stdin=True)
+    command = shell_command(ADMIN, password_on_stdin=True, event_triggers_off=False)
     outer = shlex.split(command)
     assert outer[:2] == ["sh", "-c"]
     assert len(outer) == 3
@@ -65,21 +69,55 @@ def test_shell_command_with_password_reads_it_from_stdin_first() -> None:
     assert "s3cr3t" not in command
 
 
-def test_prologue_hands_the_first_line_to_the_program_as_pgpassword(tmp_path: Path) -> None:
-    # The same prologue, with a stand-in for psql that prints what it received.
+def test_probe_connects_like_the_session_never_prompts_and_reads_no_stdin() -> None:
+    argv = probe_argv(ADMIN, dbname="app")
+    session = psql_argv(ADMIN, dbname="app")
+    assert argv[: session.index("-f")] == session[: session.index("-f")]
+    assert argv[-3:] == ["-w", "-c", ""]
+    assert "-f" not in argv
+
+
+# A stand-in for psql: as the probe (``-c`` in argv) it answers like the server in PROBE;
+# as the session it prints what it received.
+FAKE_PSQL = """#!/bin/sh
+for a in "$@"; do
+  if [ "$a" = "-c" ]; then
+    [ -z "$PROBE" ] && exit 0
+    echo "psql: error: connection to server failed: FATAL:  $PROBE" >&2; exit 2
+  fi
+done
+printf "%s|%s|" "$PGPASSWORD" "$PGOPTIONS"; cat
+"""
+
+
+@pytest.mark.parametrize(
+    ("server", "off"),
+    [
+        ("", True),  # 17+, and the admin may set it
+        ('unrecognized configuration parameter "event_triggers"', False),  # 16 and older
+        ('permission denied to set parameter "event_triggers"', False),  # not a superuser
+        ('password authentication failed for user "admin"', True),  # the session says why
+    ],
+)
+@pytest.mark.parametrize("with_password", [True, False])
+def test_the_probe_decides_event_triggers_and_the_password_reaches_both(
+    tmp_path: Path, server: str, off: bool, with_password: bool
+) -> None:
     fake = tmp_path / "psql"
-    fake.write_text('#!/bin/sh\nprintf "%s|%s|" "$PGPASSWORD" "$PGOPTIONS"; cat\n')
+    fake.write_text(FAKE_PSQL)
     fake.chmod(0o700)
-    command = shell_command(ADMIN, password_on_stdin=True).replace(" psql ", f" {fake} ")
+    command = shell_command(ADMIN, password_on_stdin=with_password, psql=str(fake))
     out = subprocess.run(
         ["sh", "-c", command],  # the command line as pyinfra runs it on the target
-        input=stdin_for("SELECT 1;\n", Secret(PASSWORD)),
+        input=stdin_for("SELECT 1;\n", Secret(PASSWORD) if with_password else None),
         capture_output=True,
         text=True,
         check=True,
-        env={"PATH": os.environ["PATH"]},
+        env={"PATH": os.environ["PATH"], "PROBE": server},
     ).stdout
-    assert out == f"{PASSWORD}|-c search_path=pg_catalog,pg_temp|SELECT 1;\n"
+    options = "-c search_path=pg_catalog,pg_temp" + (" -c event_triggers=off" if off else "")
+    assert out == f"{PASSWORD if with_password else ''}|{options}|SELECT 1;\n"
+    assert "s3cr3t" not in command
 
 
 def test_stdin_puts_the_password_line_before_the_script() -> None:
