@@ -10,7 +10,7 @@ can reach the data (one row per role); then it logs in as
 the application's role and probes what it can really do (``pgprov.audit.probes``). Exit 0 when
 clean, 1 on any difference, 2 on bad input or an unreachable server (one line naming it).
 
-    python -m pgprov.audit.audit inventories/staging.py [--limit HOST] [--no-probes]
+    pgprov-verify inventories/staging.py [--limit GROUP-OR-HOST-GLOB] [--no-probes]
         [--format text|json|markdown|junit] [--output FILE]
 """
 
@@ -627,7 +627,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description="Audit environments against their spec: least privilege, changes nothing.",
     )
     parser.add_argument("inventory", help="inventory file, e.g. inventories/staging.py")
-    parser.add_argument("--limit", help="audit only this host (or group)")
+    parser.add_argument("--limit", help="a group of the inventory, or a glob of host names")
     parser.add_argument("--format", choices=FORMATS, default="text")
     parser.add_argument("--output", type=Path, help="write the report here instead of stdout")
     parser.add_argument(

@@ -46,7 +46,6 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
@@ -200,17 +199,17 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
     # Imported here: pyinfra and the deploy are heavy, and the renderers need neither. The CLI
     # package first: importing it applies gevent's monkey patching, as `pyinfra` itself does,
     # before anything else imports ssl or socket.
-    from pyinfra_cli.inventory import make_inventory_from_files
+    import pyinfra_cli  # noqa: F401
 
     # isort: split
-    from pgprov.model.inventory import import_like_pyinfra
+    from pgprov.model.inventory import InventoryError, read_inventory
     from pgprov.steps.environment import environment, load_inputs, load_spec
     from pgprov.steps.plan import HostRun
     from pyinfra import logger as pyinfra_logger
-    from pyinfra.api import Config, State
+    from pyinfra.api import Config, Inventory, State
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.api.deploy import add_deploy
-    from pyinfra.api.exceptions import NoGroupError, PyinfraError
+    from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.state import BaseStateCallback, StateStage
     from pyinfra.context import ctx_host, ctx_state
 
@@ -219,22 +218,19 @@ def make_plan(inventory: str, limit: str | None = None) -> PlanReport:
     pyinfra_logger.addHandler(logging.NullHandler())
     pyinfra_logger.propagate = False
 
-    import_like_pyinfra()
     state = State(check_for_changes=True)
     try:
-        with ctx_state.use(state):
-            pyinfra_inventory = make_inventory_from_files(str(path))
+        # The one loader of every command (pgprov.model.inventory), handed to pyinfra as its
+        # CLI would hand it.
+        read = read_inventory(path)
+        names_data, groups = read.pyinfra_arguments()
+        pyinfra_inventory = Inventory(names_data, **groups)
+        chosen = read.select(limit)
+    except InventoryError as exc:
+        raise PlanError(str(exc)) from None
     except Exception as exc:  # any error in the user's inventory file is reported, in one line
         raise PlanError(f"{inventory}: cannot load the inventory: {exc}") from None
-
-    hosts = list(pyinfra_inventory)
-    if limit:
-        try:
-            hosts = list(pyinfra_inventory.get_group(limit))
-        except NoGroupError:
-            hosts = [h for h in pyinfra_inventory if fnmatch(h.name, limit)]
-        if not hosts:
-            raise PlanError(f"{inventory}: --limit {limit} matches no host or group")
+    hosts = [pyinfra_inventory.get_host(name) for name in chosen]
 
     connect_errors: dict[str, str] = {}
 
@@ -299,7 +295,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "1 changes pending, 2 error.",
     )
     parser.add_argument("inventory", help="a pyinfra inventory file, e.g. inventories/staging.py")
-    parser.add_argument("--limit", help="one host or group of the inventory")
+    parser.add_argument("--limit", help="a group of the inventory, or a glob of host names")
     parser.add_argument("--format", choices=FORMATS, default="text")
     parser.add_argument("--output", type=Path, help="write the plan here (else stdout)")
     return parser.parse_args(argv)

@@ -201,3 +201,105 @@ def test_staging_and_production_differ_only_in_where_they_point() -> None:
         if getattr(staging, name) != getattr(production, name)
     }
     assert differing == {"inventory", "environment", "host"}
+
+
+# --- the same reading as pyinfra's CLI -----------------------------------------------------------
+
+# pyinfra's own loader, in a subprocess: importing pyinfra_cli monkey-patches this process.
+PYINFRA_READS = """
+import json, os, sys
+from pyinfra_cli.inventory import make_inventory_from_files
+from pyinfra.api import State
+from pyinfra.context import ctx_state
+with ctx_state.use(State()):
+    inventory = make_inventory_from_files(sys.argv[1], cwd=os.getcwd())
+hosts = [
+    [h.name, {**inventory.get_data(), **inventory.get_groups_data(h.groups),
+              **inventory.get_host_data(h.name)}]
+    for h in inventory
+]
+groups = {g: [h.name for h in inventory.get_group(g)] for g in inventory.groups}
+print(json.dumps({"hosts": hosts, "groups": groups}, default=repr))
+"""
+
+# Groups with and without data, a host in two groups, host data over group data over all's,
+# an explicit `all` with its own data, the file's own name as a group, private names, group
+# data files next to the working directory and next to the inventory (imports are not data,
+# unless __all__ says so), and one for a group no host is in.
+CASES = {
+    "groups": (
+        'import os\n_hidden = ["x"]\nsettings = {"a": 1}\n'
+        'web = (["w1", ("w2", {"role": "special"})], {"role": "web", "port": 1})\n'
+        'db = [("d1", {"pg_schema": "mine"}), "w1"]\n'
+        'all_dbs = (["d1", "w2"], {"pg_schema": "group", "tier": 2})\n'
+    ),
+    "explicit_all": (
+        'all = (["a", ("b", {"x": 1})], {"everyone": True, "x": 0})\n'
+        'odd = (["b"], {"x": 5, "y": 6})\n'
+    ),
+    "own_name_group": 'own_name_group = (["n1"], {"mine": 1})\nother = ["n2"]\n',
+}
+GROUP_DATA = {
+    "cwd": {"web.py": "import json\nport = 8\nextra = json.dumps([1])\n"},
+    "inventory": {
+        "db.py": '__all__ = ["pg_schema", "os"]\nimport os\npg_schema = "from_file"\n',
+        "all.py": 'from pathlib import Path\nx = 9\nregion = "eu"\n',
+        "lonely.py": 'nobody = "here"\n',
+    },
+}
+
+
+def pyinfra_reads(inventory: Path, cwd: Path) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", PYINFRA_READS, str(inventory)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hosts_data_and_groups_are_read_as_pyinfra_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    import json
+
+    from pgprov.model.inventory import read_inventory
+
+    cwd, folder = tmp_path / "project", tmp_path / "project" / "inventories"
+    folder.mkdir(parents=True)
+    for where, root in (("cwd", cwd), ("inventory", folder)):
+        (root / "group_data").mkdir()
+        for name, text in GROUP_DATA[where].items():
+            (root / "group_data" / name).write_text(text)
+    path = folder / f"{case}.py"
+    path.write_text(CASES[case])
+    theirs = pyinfra_reads(path, cwd)
+    monkeypatch.chdir(cwd)
+    ours = read_inventory(path)
+    assert json.loads(json.dumps(ours.hosts(), default=repr)) == theirs["hosts"]
+    # A connector's own group (@local) is pyinfra's addition; a group only data names has no
+    # host, so pyinfra lists none.
+    groups = {g: members for g, members in theirs["groups"].items() if not g.startswith("@")}
+    assert {g for g, (entries, _) in ours.groups.items() if entries} == set(groups)
+    for group, members in groups.items():
+        assert ours.select(group) == members
+
+
+@pytest.mark.usefixtures("controller_env")
+@pytest.mark.parametrize("file", ["staging.py", "production.py", "dev.py"])
+def test_the_repositorys_inventories_are_read_as_pyinfra_reads_them(file: str) -> None:
+    import json
+
+    from pgprov.model.inventory import read_inventory
+
+    theirs = pyinfra_reads(REPO / "inventories" / file, REPO)
+    ours = read_inventory(f"inventories/{file}")
+    assert json.loads(json.dumps(ours.hosts(), default=repr)) == theirs["hosts"]
+    assert theirs["hosts"]
