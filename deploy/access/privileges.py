@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pgprov.catalog.kinds import BY_SECTION
 from pgprov.catalog.state import PUBLIC, AclEntry, MembershipState, Snapshot, display_grantee
 from pgprov.model.spec import Spec
 
@@ -48,7 +49,8 @@ class Grant:
 
     object_type: DATABASE, SCHEMA, TABLE, SEQUENCE, COLUMN (``name`` is the table,
     ``column`` the column), FUNCTION (``args`` the catalog's identity arguments; functions,
-    procedures and aggregates alike), or DEFAULT (a default privilege, where ``name`` is the
+    procedures and aggregates alike), the keyword of a generic kind's object (TYPE, DOMAIN:
+    ``pgprov.catalog.kinds``), or DEFAULT (a default privilege, where ``name`` is the
     FOR ROLE owner and ``objects`` says TABLES/SEQUENCES/...). ``grantee`` is a role name, or
     ``PUBLIC`` (the pseudo-role's sentinel, never a real role's name).
     """
@@ -66,7 +68,7 @@ class Grant:
     @property
     def target(self) -> list[str]:
         """The object's name parts, for the ``qualified`` filter."""
-        if self.object_type in ("TABLE", "SEQUENCE", "COLUMN", "FUNCTION") and self.schema:
+        if self.object_type != "DEFAULT" and self.schema:
             return [self.schema, self.name]
         return [self.name]
 
@@ -103,7 +105,9 @@ PRIVILEGE_ORDER = (
     "USAGE", "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER",
     "MAINTAIN", "CREATE", "CONNECT", "TEMPORARY", "EXECUTE",
 )  # fmt: skip
-OBJECT_ORDER = ("DATABASE", "SCHEMA", "TABLE", "SEQUENCE", "COLUMN", "FUNCTION", "DEFAULT")
+OBJECT_ORDER = (
+    "DATABASE", "SCHEMA", "TABLE", "SEQUENCE", "COLUMN", "FUNCTION", "TYPE", "DOMAIN", "DEFAULT",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -262,6 +266,14 @@ def current_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
         if fn.schema != spec.schema_name:
             owners.add(PUBLIC)
         current |= _entries("FUNCTION", fn.schema, fn.name, fn.acl, owners, args=fn.args)
+    for obj in snap.objects:
+        owners = {obj.owner, spec.owner}
+        public_default = BY_SECTION[obj.kind].public_default
+        current |= {
+            g
+            for g in _entries(obj.keyword, obj.schema, obj.name, obj.acl, owners, args=obj.args)
+            if not (g.is_public and g.privilege in public_default and not g.grantable)
+        }
     managed = set(spec.roles)
     global_entries: set[tuple[str, str]] = set()
     for dacl in snap.default_acls:
@@ -373,6 +385,9 @@ def undeclared_owners(spec: Spec, snap: Snapshot) -> list[Ownership]:
         if fn.owner not in trusted:
             continue  # foreign code: removed or refused, never adopted (pgprov.access.code)
         out.append(Ownership("ROUTINE", fn.schema, fn.name, fn.owner, fn.args))
+    for obj in snap.objects:  # every generic kind of the registry
+        if obj.owner != spec.owner and not left_to_its_owner(spec, snap, obj.schema, obj.owner):
+            out.append(Ownership(obj.keyword, obj.schema, obj.name, obj.owner, obj.args))
     return sorted(out, key=lambda o: (o.keyword != "SCHEMA", o.schema != app))
 
 

@@ -169,6 +169,9 @@ def ownership_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     for fn in snap.functions:
         if fn.schema == spec.schema_name and fn.owner in trusted:  # foreign: code_checks
             checks.append(row(f"function {fn.schema}.{fn.name}({fn.args})", fn.owner))
+    for obj in snap.objects:  # every generic kind of the registry (types, domains, ...)
+        if obj.schema == spec.schema_name:
+            checks.append(row(f"{obj.keyword.lower()} {obj.schema}.{obj.name}", obj.owner))
     # Outside the app's schema only the differences are rows: every other schema and every
     # object in one belongs to the owner (or to the admin / a declared privileged role).
     for fix in undeclared_owners(spec, snap):
@@ -259,7 +262,7 @@ def bypass_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     return checks
 
 
-KIND_ORDER = ("database", "schema", "table", "sequence", "column", "function")
+KIND_ORDER = ("database", "schema", "table", "sequence", "column", "function", "type", "domain")
 
 
 def _reach(grants: set[Grant]) -> dict[str, str]:
@@ -294,6 +297,7 @@ def _owned_objects(spec: Spec, snap: Snapshot) -> list[tuple[str, str]]:
     out = [(s.owner, "schema") for s in snap.schemas.values() if s.owner not in skip]
     out += [(r.owner, r.kind) for r in snap.relations if r.owner not in skip]
     out += [(f.owner, "function") for f in snap.functions if f.owner not in skip]
+    out += [(o.owner, o.keyword.lower()) for o in snap.objects if o.owner not in skip]
     return out
 
 

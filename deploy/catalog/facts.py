@@ -18,6 +18,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from pgprov.catalog.kinds import KINDS
 from pgprov.catalog.psql import Stdin, local_psql, shell_command, stdin_for
 from pgprov.catalog.state import Snapshot, SnapshotError
 from pgprov.model.secrets import Secret, new_password_key
@@ -81,6 +82,7 @@ def inspect_script(spec: Spec, password_key: str | None = None) -> str:
         gin_table=GIN_TABLE,
         settings_input=check_input(spec),
         quiet_settings=QUIET,
+        kinds=KINDS,
     )
 
 

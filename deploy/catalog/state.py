@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgprov.catalog.kinds import GENERIC
 from pgprov.model.secrets import StoredPassword
 from pgprov.model.spec import PUBLIC  # aclexplode's grantee 0, JSON null in the snapshot
 
@@ -169,6 +170,20 @@ class EventTriggerState:
 
 
 @dataclass(frozen=True)
+class ObjectState:
+    """One object of a generic kind of the registry (``pgprov.catalog.kinds``): a type or a
+    domain, say. ``keyword`` is what GRANT ... ON and ALTER ... OWNER TO take."""
+
+    kind: str  # the registry's section
+    schema: str
+    name: str
+    keyword: str
+    owner: str
+    acl: tuple[AclEntry, ...] = ()
+    args: str = ""
+
+
+@dataclass(frozen=True)
 class MembershipState:
     """``member`` is a member of ``role``: directly (``via`` None) or through ``via``, a role
     that is itself a member of ``role`` somewhere up the chain. Options as PostgreSQL 16+
@@ -257,6 +272,7 @@ class Snapshot:
     triggers: tuple[TriggerState, ...] = ()
     rules: tuple[RuleState, ...] = ()
     event_triggers: tuple[EventTriggerState, ...] = ()
+    objects: tuple[ObjectState, ...] = ()  # every generic kind of the registry
     # The admin's sessions may start with event_triggers = off (17+: pgprov.catalog.session).
     event_triggers_off: bool = False
 
@@ -440,4 +456,17 @@ class Snapshot:
             rules=rules,
             event_triggers=event_triggers,
             event_triggers_off=bool(sections.get("event_triggers_off", False)),
+            objects=tuple(
+                ObjectState(
+                    kind.section,
+                    o["schema"],
+                    o["name"],
+                    o["keyword"],
+                    o["owner"],
+                    AclEntry.parse_list(o["acl"]),
+                    o.get("args") or "",
+                )
+                for kind in GENERIC
+                for o in sections.get(kind.section, [])
+            ),
         )

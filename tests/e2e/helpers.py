@@ -140,6 +140,20 @@ def provisioned(
         drop_prefixed(server, names.prefix)
 
 
+@contextlib.contextmanager
+def deployed_with_a_stranger(server: Server, names: Names, directory: Path) -> Iterator[DeployEnv]:
+    """A deployed environment (the test's own names) and a role pgprov does not manage,
+    ``names.role("x")``, to plant objects as; dropped after."""
+    env = env_data(server, names, directory)
+    assert run_api(env.data).success
+    with server.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(names.role("x"))))
+    try:
+        yield env
+    finally:
+        drop_prefixed(server, names.prefix)
+
+
 # What a wheel is built from: the packages pyproject.toml lists, nothing of the checkout's
 # state (.venv, .pgdata, caches); building in a copy leaves no build/ in the repository.
 WHEEL_SOURCES = ("pyproject.toml", "deploy", "app_schema", "inventories", "sql_templates")

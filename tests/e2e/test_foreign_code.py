@@ -19,9 +19,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.deploykit import DeployEnv, env_data, run_api, write_inventory
-from tests.e2e.helpers import assert_one_clear_line, console, lines_with, login
-from tests.pgserver import Names, Server, drop_prefixed
+from tests.deploykit import DeployEnv, run_api, write_inventory
+from tests.e2e.helpers import (
+    assert_one_clear_line,
+    console,
+    deployed_with_a_stranger,
+    lines_with,
+    login,
+)
+from tests.pgserver import Names, Server
 
 pytestmark = pytest.mark.db
 
@@ -57,14 +63,8 @@ def marks_as_superuser(name: sql.Composable) -> sql.Composable:
 
 @pytest.fixture
 def deployed(pg_server: Server, names: Names, tmp_path: Path) -> Iterator[DeployEnv]:
-    env = env_data(pg_server, names, tmp_path)
-    assert run_api(env.data).success
-    with pg_server.connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(names.role("x"))))
-    try:
+    with deployed_with_a_stranger(pg_server, names, tmp_path) as env:
         yield env
-    finally:
-        drop_prefixed(pg_server, names.prefix)
 
 
 def routines_of(server: Server, names: Names, owners: list[str]) -> list[tuple[str, str]]:

@@ -1,0 +1,57 @@
+"""The object kinds pgprov knows: one registered entry per kind, the one place to add one.
+
+Each entry names its catalog query (``sql_templates/kinds/<section>.sql.j2``, one JSON line
+per kind inside the snapshot's single psql session, so a converged run stays one round trip),
+the privileges the server knows on it, and the words the plan and the audit use. The snapshot
+(``catalog/facts.py`` renders every entry's query, ``catalog/state.py`` parses the lines), the
+access model (``access/privileges.py``: who holds what, who owns what), the plan and the audit
+all iterate over ``KINDS``; none lists kinds of its own.
+
+A *generic* kind needs nothing but its entry and its query: each row is an object with
+``schema``, ``name``, ``owner``, ``keyword`` (what GRANT ... ON and ALTER ... OWNER TO take:
+``TYPE``, ``DOMAIN``, ...), ``args`` and ``acl`` (aclexplode rows, PUBLIC as null), read into
+``catalog.state.ObjectState``. Its objects in any schema of the database belong to the owner
+role (those outside the app's schema may stay with the admin or a ``pg_privileged_roles``
+role); privileges on them that nobody declared are revoked, but for ``public_default``, what
+PostgreSQL grants PUBLIC on every new object of the kind, which stays as it is. The kinds read
+before the registry (schemas, relations, functions) keep their own rows and rules (ownership of
+sequences that follow their table, foreign code, PUBLIC's EXECUTE); their queries moved here.
+
+To add a kind: an entry below and its query. Nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Kind:
+    section: str  # the snapshot's JSON key, and the query's file name
+    noun: str  # how plans and audit rows name one object ("type")
+    privileges: tuple[str, ...]  # what the server knows on it
+    generic: bool = True  # rows read into ObjectState, judged by the rules above
+    public_default: tuple[str, ...] = ()  # PUBLIC's built-in privileges, left as they are
+
+    @property
+    def template(self) -> str:
+        return f"kinds/{self.section}.sql.j2"
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("schemas", "schema", ("USAGE", "CREATE"), generic=False),
+    Kind(
+        "relations",
+        "table",
+        ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"),
+        generic=False,
+    ),
+    Kind("columns", "column", ("SELECT", "INSERT", "UPDATE", "REFERENCES"), generic=False),
+    Kind("functions", "function", ("EXECUTE",), generic=False),
+    # Base, composite, enum and range types and domains; not a table's row type, an array
+    # type or a multirange, which follow the object they belong to.
+    Kind("types", "type", ("USAGE",), public_default=("USAGE",)),
+)
+
+BY_SECTION = {kind.section: kind for kind in KINDS}
+GENERIC = tuple(kind for kind in KINDS if kind.generic)
