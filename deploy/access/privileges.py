@@ -15,9 +15,10 @@ nobody declared as their owner.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from pgprov.catalog.kinds import BY_SECTION
+from pgprov.catalog.kinds import BY_SECTION, DEFAULT_OBJECTS, DEFAULT_PUBLIC
 from pgprov.catalog.state import PUBLIC, AclEntry, MembershipState, Snapshot, display_grantee
 from pgprov.model.spec import Spec
 
@@ -28,8 +29,6 @@ BOOKKEEPING_TABLE = "aerich"
 # The built-in default privileges a role has while pg_default_acl holds no global entry for
 # it: PUBLIC may EXECUTE every function it creates (types' PUBLIC USAGE is left as it is).
 BUILTIN_GLOBAL_DEFAULTS = {"f": (("EXECUTE", PUBLIC),)}
-DEFAULT_OBJECTS = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
-DEFAULT_OBJTYPE = {v: k for k, v in DEFAULT_OBJECTS.items()}
 # ALTER ... OWNER TO keywords per pg_class.relkind.
 RELATION_KEYWORDS = {
     "r": "TABLE",
@@ -274,22 +273,43 @@ def current_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
             for g in _entries(obj.keyword, obj.schema, obj.name, obj.acl, owners, args=obj.args)
             if not (g.is_public and g.privilege in public_default and not g.grantable)
         }
-    managed = set(spec.roles)
-    global_entries: set[tuple[str, str]] = set()
-    for dacl in snap.default_acls:
-        if dacl.role not in managed or dacl.objtype not in DEFAULT_OBJECTS or dacl.objtype == "T":
-            continue
-        if dacl.schema is None:
-            global_entries.add((dacl.role, dacl.objtype))
-        current |= _entries(
-            "DEFAULT", dacl.schema, dacl.role, dacl.acl, {dacl.role}, DEFAULT_OBJECTS[dacl.objtype]
-        )
+    current |= current_default_grants(spec, snap)
+    global_entries = {(d.role, d.objtype) for d in snap.default_acls if d.schema is None}
     for objtype, builtin in BUILTIN_GLOBAL_DEFAULTS.items():
         if (spec.owner, objtype) not in global_entries:
             for privilege, grantee in builtin:
                 objects = DEFAULT_OBJECTS[objtype]
                 current.add(Grant("DEFAULT", None, spec.owner, privilege, grantee, objects=objects))
     return current
+
+
+def current_default_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
+    """Default privileges of every role in the database, of every object type, but for what
+    the admin and ``pg_privileged_roles`` set for themselves (left to them, as their objects
+    are) and what PostgreSQL gives PUBLIC on every new object (``kinds.DEFAULT_PUBLIC``), which
+    is judged only for the managed roles' functions."""
+    managed = set(spec.roles)
+    left = expected_privileged(spec, snap)
+    current: set[Grant] = set()
+    for dacl in snap.default_acls:
+        if dacl.objtype not in DEFAULT_OBJECTS or dacl.role in left - managed:
+            continue
+        public_left = DEFAULT_PUBLIC.get(dacl.objtype, ())
+        if dacl.role in managed and dacl.objtype == "f":
+            public_left = ()
+        objects = DEFAULT_OBJECTS[dacl.objtype]
+        current |= {
+            g
+            for g in _entries("DEFAULT", dacl.schema, dacl.role, dacl.acl, {dacl.role}, objects)
+            if not (g.is_public and not g.grantable and g.privilege in public_left)
+        }
+    return current
+
+
+def defaults_out_of_reach(snap: Snapshot) -> set[str]:
+    """Roles whose default privileges the admin may not alter (not a superuser, and cannot
+    SET ROLE to them): the audit names what they hold, the deploy cannot revoke it."""
+    return {d.role for d in snap.default_acls if not d.admin_may}
 
 
 def allowed_membership(spec: Spec, snap: Snapshot, membership: MembershipState) -> bool:
@@ -405,4 +425,7 @@ def predicted_new_database(spec: Spec, snap: Snapshot) -> set[Grant]:
 
 def diff(wanted: set[Grant], current: set[Grant]) -> tuple[list[Grant], list[Grant]]:
     """(to revoke, to grant), each sorted so plans are stable."""
-    return sorted(current - wanted), sorted(wanted - current)
+    def key(g: Grant) -> tuple:
+        return tuple("" if v is None else v for v in dataclasses.astuple(g))
+
+    return sorted(current - wanted, key=key), sorted(wanted - current, key=key)

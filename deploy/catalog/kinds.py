@@ -54,4 +54,14 @@ KINDS: tuple[Kind, ...] = (
 )
 
 BY_SECTION = {kind.section: kind for kind in KINDS}
+
+# Default privileges (pg_default_acl.defaclobjtype -> ALTER DEFAULT PRIVILEGES' word) of every
+# object type a server knows (LARGE OBJECTS from PostgreSQL 18), and what PostgreSQL gives PUBLIC
+# on each new object of that type unless told otherwise (left as it is but for the managed
+# roles' functions: PUBLIC may not EXECUTE what the migrator creates).
+DEFAULT_OBJECTS = {
+    "r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS",
+    "L": "LARGE OBJECTS",
+}  # fmt: skip
+DEFAULT_PUBLIC = {"f": ("EXECUTE",), "T": ("USAGE",)}
 GENERIC = tuple(kind for kind in KINDS if kind.generic)

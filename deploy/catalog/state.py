@@ -211,8 +211,9 @@ class PrivilegedRole:
 class DefaultAclState:
     role: str  # FOR ROLE
     schema: str | None  # None: the role's global default privileges
-    objtype: str  # r (tables), S (sequences), f (functions), T (types), n (schemas)
+    objtype: str  # r (tables), S (sequences), f (functions), T (types), n (schemas), L (18)
     acl: tuple[AclEntry, ...] = ()
+    admin_may: bool = True  # the admin may ALTER DEFAULT PRIVILEGES FOR ROLE this role
 
 
 @dataclass(frozen=True)
@@ -411,7 +412,13 @@ class Snapshot:
             for p in sections.get("privileged", [])  # type: ignore[union-attr]
         )
         default_acls = tuple(
-            DefaultAclState(d["role"], d["schema"], d["objtype"], AclEntry.parse_list(d["acl"]))
+            DefaultAclState(
+                d["role"],
+                d["schema"],
+                d["objtype"],
+                AclEntry.parse_list(d["acl"]),
+                bool(d.get("admin_may", True)),
+            )
             for d in sections.get("default_acls", [])  # type: ignore[union-attr]
         )
         indexes = {

@@ -26,7 +26,14 @@ from pgprov.model.secrets import Secret, stored_password_matches
 from pgprov.model.spec import Spec
 from pgprov.sql.locks import LockTimeout, blockers_query, retry_on_lock_timeout
 from pgprov.steps.gin import IndexPlanError, gin_items
-from pgprov.steps.plan import HostInputs, HostRun, Item, build_plan, quiet_notice
+from pgprov.steps.plan import (
+    HostInputs,
+    HostRun,
+    Item,
+    build_plan,
+    defaults_notice,
+    quiet_notice,
+)
 from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.state import StateStage
@@ -113,6 +120,9 @@ def provision(spec: Spec, inputs: HostInputs, run: HostRun):
             "services: the provider's admin role) or create the roles beforehand",
         )
         return
+    notice = defaults_notice(spec, snap)
+    if notice and run.notify(notice):
+        host.log_styled(notice, fg="yellow", log_func=logger.warning)
     if plan.empty:
         host.noop(
             f"database {spec.database}: roles, ownership, privileges and settings already as declared"

@@ -18,6 +18,7 @@ from pgprov.access.privileges import (
     PUBLIC,
     GrantGroup,
     current_grants,
+    defaults_out_of_reach,
     diff,
     group,
     undeclared_memberships,
@@ -507,8 +508,13 @@ def schema_items(spec: Spec, snap: Snapshot) -> list[Item]:
 
 
 def grant_items(spec: Spec, snap: Snapshot) -> list[Item]:
-    """Revokes first, then grants; one statement per object and grantee."""
+    """Revokes first, then grants; one statement per object and grantee. Default privileges
+    of a role the admin may not act for are left (``defaults_notice`` says so)."""
     to_revoke, to_grant = diff(wanted_grants(spec, snap), current_grants(spec, snap))
+    out_of_reach = defaults_out_of_reach(snap)
+    to_revoke = [
+        g for g in to_revoke if not (g.object_type == "DEFAULT" and g.name in out_of_reach)
+    ]
     return [
         *(_grant_item(g, "revoke") for g in group(to_revoke)),
         *(_grant_item(g, "grant") for g in group(to_grant)),
@@ -534,6 +540,23 @@ def _grant_item(grant: GrantGroup, verb: str) -> Item:
         )
         return make_item(f"PUBLIC {what} {privileges} on {on}", template, **lists)
     return make_item(f"{verb} {grant.describe()}", "privileges.sql.j2", **lists)
+
+
+def defaults_notice(spec: Spec, snap: Snapshot) -> str | None:
+    """One line naming the roles whose undeclared default privileges the admin may not revoke
+    (it cannot SET ROLE to them); None when there are none."""
+    out_of_reach = defaults_out_of_reach(snap)
+    to_revoke, _ = diff(wanted_grants(spec, snap), current_grants(spec, snap))
+    roles = sorted(
+        {g.name for g in to_revoke if g.object_type == "DEFAULT" and g.name in out_of_reach}
+    )
+    if not roles:
+        return None
+    return (
+        f"the admin {snap.current_user} may not alter the default privileges of "
+        f"{', '.join(roles)} (it cannot SET ROLE to them): they are left and the audit names "
+        "them; grant the admin that role, or revoke them as it"
+    )
 
 
 def quiet_settings(snap: Snapshot) -> list[QuietSetting]:

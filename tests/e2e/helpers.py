@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -152,6 +153,30 @@ def deployed_with_a_stranger(server: Server, names: Names, directory: Path) -> I
         yield env
     finally:
         drop_prefixed(server, names.prefix)
+
+
+def managed_admin_env(
+    server: Server,
+    names: Names,
+    directory: Path,
+    attributes: tuple[str, ...] = ("LOGIN", "CREATEROLE", "CREATEDB"),
+) -> DeployEnv:
+    """An environment whose admin, a new role ``names.role("admin")``, has exactly
+    ``attributes`` (by default a managed service's: CREATEROLE and CREATEDB only); the
+    provider keeps a superuser of its own, which the inventory declares as expected."""
+    from tests.deploykit import secret_file
+    from tests.e2e.clusters import create_admin
+
+    admin, password = names.role("admin"), secrets.token_urlsafe(18)
+    create_admin(server, admin, password, attributes)
+    return env_data(
+        server,
+        names,
+        directory,
+        pg_admin_user=admin,
+        pg_admin_password=f"file:{secret_file(directory, 'managed_admin', password)}",
+        pg_privileged_roles=[server.superuser],
+    )
 
 
 # What a wheel is built from: the packages pyproject.toml lists, nothing of the checkout's

@@ -16,9 +16,9 @@ import pytest
 from pgprov.catalog.state import PUBLIC
 from psycopg import sql
 
-from tests.deploykit import DeployEnv, env_data, login, run_api, secret_file, snapshot
+from tests.deploykit import DeployEnv, login, run_api, snapshot
 from tests.deploykit import write_inventory as write_single_inventory
-from tests.e2e.clusters import cluster_objects, create_admin, host_outcomes, run_audit, run_pyinfra
+from tests.e2e.clusters import cluster_objects, host_outcomes, run_audit, run_pyinfra
 from tests.e2e.helpers import (
     APP_TABLES,
     BOOKKEEPING,
@@ -30,6 +30,7 @@ from tests.e2e.helpers import (
     assert_one_clear_line,
     combined,
     default_privileges,
+    managed_admin_env,
     privileges,
 )
 from tests.pgserver import Names, Server, local_server
@@ -63,18 +64,8 @@ def managed_env(
 ) -> Managed:
     """A fresh environment whose admin is a new role with exactly ``attributes``."""
     names = Names.new()
+    env = managed_admin_env(server, names, directory, attributes)
     admin = names.role("admin")
-    password = f"adm-{names.prefix}-Pw0"
-    create_admin(server, admin, password, attributes)
-    env = env_data(
-        server,
-        names,
-        directory,
-        pg_admin_user=admin,
-        pg_admin_password=f"file:{secret_file(directory, 'managed_admin', password)}",
-        # The provider keeps a superuser of its own; the inventory declares it as expected.
-        pg_privileged_roles=[server.superuser],
-    )
     return Managed(server, names, admin, env, directory)
 
 

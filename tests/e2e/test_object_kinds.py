@@ -11,9 +11,15 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.deploykit import DeployEnv, run_api, write_inventory
-from tests.e2e.helpers import console, deployed_with_a_stranger, lines_with
-from tests.pgserver import Names, Server
+from tests.deploykit import DeployEnv, run_api, run_cli, write_inventory
+from tests.e2e.helpers import (
+    combined,
+    console,
+    deployed_with_a_stranger,
+    lines_with,
+    managed_admin_env,
+)
+from tests.pgserver import Names, Server, drop_prefixed
 
 pytestmark = pytest.mark.db
 
@@ -92,3 +98,89 @@ def test_types_and_domains_of_strangers_and_grants_on_them_are_named_and_repaire
     assert again.success and not any(again.changed.values()), again
     audit = console("pgprov-verify", inventory, "--no-probes")
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def default_acls_of(server: Server, names: Names) -> set[tuple[str, str, str, str]]:
+    """(for role, schema or '', object type, ACL as text) of every default privilege."""
+    with server.connect(names.database) as conn:
+        rows = conn.execute(
+            "SELECT pg_get_userbyid(d.defaclrole)::text, COALESCE(n.nspname::text, ''),"
+            " d.defaclobjtype::text, d.defaclacl::text"
+            " FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace"
+        ).fetchall()
+    return {tuple(row) for row in rows}
+
+
+def test_default_privileges_of_every_object_type_and_role_are_named_and_revoked(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    stranger, migrator, runtime = names.role("x"), names.migrator, names.runtime
+    declared = default_acls_of(pg_server, names)
+    assert {(role, objtype) for role, _, objtype, _ in declared} == {
+        (migrator, "r"),
+        (migrator, "S"),
+        (migrator, "f"),
+    }
+    ident = {"x": sql.Identifier(stranger), "m": sql.Identifier(migrator)}
+    ident["r"] = sql.Identifier(runtime)
+    planted = [
+        ("FOR ROLE {m} IN SCHEMA app GRANT USAGE ON TYPES TO {x}", "future types", migrator),
+        ("FOR ROLE {m} GRANT USAGE ON SCHEMAS TO {r}", "future schemas", migrator),
+        ("FOR ROLE {x} GRANT EXECUTE ON FUNCTIONS TO {r}", "future functions", stranger),
+        ("FOR ROLE {x} IN SCHEMA app GRANT SELECT ON TABLES TO {r}", "future tables", stranger),
+    ]
+    if pg_server.major >= 18:
+        planted.append(
+            ("FOR ROLE {m} GRANT SELECT ON LARGE OBJECTS TO {x}", "future large objects", migrator)
+        )
+    with pg_server.connect(names.database) as conn:
+        for statement, _, _ in planted:
+            conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES " + statement).format(**ident))
+    inventory = write_inventory(tmp_path, deployed.data)
+
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    for _, what, for_role in planted:
+        assert lines_with(audit.stdout, "DRIFT", f"{what} of {for_role}"), (what, audit.stdout)
+
+    repair = run_api(deployed.data)
+    assert repair.success and repair.changed["provision"], repair
+    assert default_acls_of(pg_server, names) == declared
+
+    again = run_api(deployed.data)
+    assert again.success and not any(again.changed.values()), again
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_an_admin_that_may_not_act_for_a_role_leaves_its_defaults_and_says_so(
+    pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """A managed service's admin (CREATEROLE, CREATEDB, no superuser) cannot alter another
+    role's default privileges: the deploy leaves them and says so in one line, the audit keeps
+    naming them."""
+    admin, stranger, runtime = names.role("admin"), names.role("x"), names.runtime
+    env = managed_admin_env(pg_server, names, tmp_path)
+    try:
+        assert run_api(env.data).success
+        with pg_server.connect(names.database) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(stranger)))
+            conn.execute(
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {x} IN SCHEMA app"
+                    " GRANT SELECT ON TABLES TO {r}"
+                ).format(x=sql.Identifier(stranger), r=sql.Identifier(runtime))
+            )
+        planted = default_acls_of(pg_server, names)
+        deploy = run_cli(tmp_path, env.data)
+        assert deploy.returncode == 0, combined(deploy)
+        [notice] = lines_with(
+            combined(deploy), f"the admin {admin} may not alter the default privileges of"
+        )
+        assert stranger in notice
+        assert default_acls_of(pg_server, names) == planted
+        audit = console("pgprov-verify", write_inventory(tmp_path, env.data), "--no-probes")
+        assert audit.returncode == 1, audit.stdout + audit.stderr
+        assert lines_with(audit.stdout, "DRIFT", f"future tables of {stranger}", runtime)
+    finally:
+        drop_prefixed(pg_server, names.prefix)

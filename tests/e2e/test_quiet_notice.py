@@ -9,16 +9,14 @@ is what the notice says. Granting SET on the parameter to the admin is enough to
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from psycopg import sql
 
-from tests.deploykit import DeployEnv, env_data, run_cli, secret_file, write_inventory
-from tests.e2e.clusters import create_admin
-from tests.e2e.helpers import combined, console, lines_with
+from tests.deploykit import DeployEnv, run_cli, write_inventory
+from tests.e2e.helpers import combined, console, lines_with, managed_admin_env
 from tests.pgserver import Names, Server, drop_prefixed
 
 pytestmark = pytest.mark.db
@@ -28,20 +26,13 @@ pytestmark = pytest.mark.db
 def managed(pg_server: Server, names: Names, tmp_path: Path) -> Iterator[DeployEnv]:
     """A fresh environment whose admin has CREATEROLE and CREATEDB only, and whose sessions
     log every statement (a provider's choice the admin cannot undo)."""
-    admin, password = names.role("admin"), secrets.token_urlsafe(18)
-    create_admin(pg_server, admin, password, ("LOGIN", "CREATEROLE", "CREATEDB"))
+    env = managed_admin_env(pg_server, names, tmp_path)
     with pg_server.connect() as conn:
         conn.execute(
-            sql.SQL("ALTER ROLE {} SET log_statement = 'all'").format(sql.Identifier(admin))
+            sql.SQL("ALTER ROLE {} SET log_statement = 'all'").format(
+                sql.Identifier(names.role("admin"))
+            )
         )
-    env = env_data(
-        pg_server,
-        names,
-        tmp_path,
-        pg_admin_user=admin,
-        pg_admin_password=f"file:{secret_file(tmp_path, 'managed_admin', password)}",
-        pg_privileged_roles=[pg_server.superuser],
-    )
     try:
         yield env
     finally:

@@ -111,16 +111,29 @@ def test_current_grants_exclude_owners_but_not_other_roles() -> None:
     assert Grant("SCHEMA", None, "public", "USAGE", PUBLIC) in current
 
 
-def test_default_acls_of_unmanaged_roles_and_unknown_objtypes_are_ignored() -> None:
+def test_default_acls_of_every_role_and_object_type_are_judged_but_the_admins() -> None:
+    admin = converged_split().current_user
     snap = dataclasses.replace(
         converged_split(),
         default_acls=(
             DefaultAclState("someone_else", "app", "r", (AclEntry(RUNTIME, "SELECT"),)),
-            DefaultAclState(MIGRATOR, "app", "L", (AclEntry(RUNTIME, "USAGE"),)),
+            DefaultAclState(MIGRATOR, None, "L", (AclEntry(RUNTIME, "SELECT"),)),
+            DefaultAclState(MIGRATOR, "app", "T", (AclEntry(PUBLIC, "USAGE"),)),
+            DefaultAclState(MIGRATOR, None, "n", (AclEntry("someone_else", "CREATE"),)),
             DefaultAclState(MIGRATOR, None, "f", (AclEntry(MIGRATOR, "EXECUTE"),)),
+            DefaultAclState("someone_else", None, "f", (AclEntry(PUBLIC, "EXECUTE"),)),
+            DefaultAclState(admin, None, "r", (AclEntry(RUNTIME, "SELECT"),)),
+            DefaultAclState(MIGRATOR, None, "x", (AclEntry(RUNTIME, "SELECT"),)),
         ),
     )
-    assert not any(g.object_type == "DEFAULT" for g in current_grants(split_spec(), snap))
+    found = {g for g in current_grants(split_spec(), snap) if g.object_type == "DEFAULT"}
+    assert found == {
+        Grant("DEFAULT", "app", "someone_else", "SELECT", RUNTIME, objects="TABLES"),
+        Grant("DEFAULT", None, MIGRATOR, "SELECT", RUNTIME, objects="LARGE OBJECTS"),
+        Grant("DEFAULT", None, MIGRATOR, "CREATE", "someone_else", objects="SCHEMAS"),
+    }
+    # PUBLIC's built-in USAGE on types and another role's EXECUTE stay; the admin's own, an
+    # owner's own privileges and an object type the model does not know are not judged.
 
 
 def test_public_execute_on_the_owners_future_functions_is_revoked() -> None:
