@@ -19,8 +19,15 @@ import dataclasses
 from dataclasses import dataclass
 
 from pgprov.catalog.kinds import BY_SECTION, DEFAULT_OBJECTS, DEFAULT_PUBLIC
-from pgprov.catalog.state import PUBLIC, AclEntry, MembershipState, Snapshot, display_grantee
-from pgprov.model.spec import Spec
+from pgprov.catalog.state import (
+    PUBLIC,
+    AclEntry,
+    MembershipState,
+    PredefinedMembership,
+    Snapshot,
+    display_grantee,
+)
+from pgprov.model.spec import BYPASS_PREDEFINED, PREDEFINED_ROLES, Spec
 
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 SEQUENCE_PRIVILEGES = ("USAGE", "SELECT", "UPDATE")
@@ -425,7 +432,70 @@ def predicted_new_database(spec: Spec, snap: Snapshot) -> set[Grant]:
 
 def diff(wanted: set[Grant], current: set[Grant]) -> tuple[list[Grant], list[Grant]]:
     """(to revoke, to grant), each sorted so plans are stable."""
+
     def key(g: Grant) -> tuple:
         return tuple("" if v is None else v for v in dataclasses.astuple(g))
 
     return sorted(current - wanted, key=key), sorted(wanted - current, key=key)
+
+
+# --- predefined roles (pg_signal_backend, pg_monitor, ...) are privileges --------------------
+
+
+def predefined_scope(spec: Spec, snap: Snapshot) -> set[str]:
+    """Roles whose memberships in predefined roles the deploy judges (they are cluster-wide, so
+    only these): the managed roles and readers, and every role holding a privilege in this
+    database; never the admin or a ``pg_privileged_roles`` role."""
+    holders = {g.grantee for g in current_grants(spec, snap) if not g.is_public}
+    return ({*spec.roles, *spec.readers} | holders) - expected_privileged(spec, snap)
+
+
+def undeclared_predefined(spec: Spec, snap: Snapshot) -> list[PredefinedMembership]:
+    """Direct memberships in predefined roles of roles in scope that ``pg_predefined_roles``
+    does not declare. One that bypasses privileges (pg_read_all_data, ...) is the bypass rows'
+    business for a role pgprov does not manage, and never allowed for a managed one."""
+    scope = predefined_scope(spec, snap)
+    declared = spec.declared_predefined()
+    managed = {*spec.roles, *spec.readers}
+    return [
+        p
+        for p in snap.predefined
+        if p.member in scope
+        and p.role not in declared.get(p.member, ())
+        and (p.member in managed or p.role not in BYPASS_PREDEFINED)
+    ]
+
+
+def missing_predefined(spec: Spec, snap: Snapshot) -> list[tuple[str, str]]:
+    """(member, predefined role) declared for a managed role or reader and not held: granted."""
+    held = {(p.member, p.role) for p in snap.predefined}
+    managed = {*spec.roles, *spec.readers}
+    return sorted(
+        (member, role)
+        for member, roles in spec.declared_predefined().items()
+        if member in managed
+        for role in roles
+        if (member, role) not in held
+    )
+
+
+def predefined_problem(spec: Spec, snap: Snapshot) -> str | None:
+    """A declared predefined role this server does not have, as one line; None when all exist."""
+    if not snap.predefined_roles:
+        return None  # a snapshot without the section (no server word): nothing to judge
+    for member, roles in sorted(spec.declared_predefined().items()):
+        for role in sorted(roles):
+            if role not in snap.predefined_roles:
+                since = PREDEFINED_ROLES[role]
+                return (
+                    f"{spec.inventory}: host {spec.host}: pg_predefined_roles: {member}: {role} "
+                    f"exists from PostgreSQL {since}; this server is {snap.major} (nothing was "
+                    "changed)"
+                )
+    return None
+
+
+def predefined_out_of_reach(snap: Snapshot) -> set[str]:
+    """Predefined roles the admin may neither grant nor revoke (not a superuser, no ADMIN
+    OPTION on them; on 16+ CREATEROLE is not enough)."""
+    return {role for role, may in snap.predefined_roles.items() if not may}

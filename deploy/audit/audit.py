@@ -34,8 +34,12 @@ from pgprov.access.privileges import (
     allowed_membership,
     current_grants,
     expected_privileged,
+    missing_predefined,
+    predefined_problem,
+    predefined_scope,
     trusted_owners,
     undeclared_owners,
+    undeclared_predefined,
     wanted_grants,
 )
 from pgprov.access.roles import identity_problem, is_marked, wanted_attributes
@@ -129,8 +133,10 @@ def role_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
             continue
         for attribute, wanted in wanted_attributes(spec, name).items():
             checks.append(row(attribute.upper(), _yes(wanted), _yes(getattr(role, attribute))))
-        # The deploy declares no membership at all: any one is inherited power.
-        checks.append(row("member of", "none", ", ".join(role.member_of) or "none"))
+        # The deploy declares no membership but in predefined roles (predefined_checks):
+        # any other one is inherited power.
+        others = [p for p in role.member_of if p not in snap.predefined_roles]
+        checks.append(row("member of", "none", ", ".join(others) or "none"))
         limit = wanted_connection_limit(spec, name)
         checks.append(
             row("CONNECTION LIMIT", describe_limit(limit), describe_limit(role.connection_limit))
@@ -228,6 +234,38 @@ def membership_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
         actual = "missing" if role is None else ("LOGIN" if role.login else "NOLOGIN group")
         checks.append(
             Check.compare(host, "readers", reader, "role", "exists", "NOLOGIN group", actual)
+        )
+    return checks
+
+
+def predefined_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """Memberships in predefined roles (pg_signal_backend, pg_monitor, ...) of the roles in
+    scope (``predefined_scope``): each held or declared one is a row; held and undeclared, or
+    declared for a managed role and not held, is a difference."""
+    scope = predefined_scope(spec, snap)
+    declared = spec.declared_predefined()
+    undeclared = set(undeclared_predefined(spec, snap))
+    missing = set(missing_predefined(spec, snap))
+    rows = {(p.member, p.role): p for p in snap.predefined if p.member in scope}
+    for member, role in missing:
+        rows.setdefault((member, role), None)
+    checks = []
+    for (member, role), held in sorted(rows.items()):
+        wanted = role in declared.get(member, ())
+        bypass = held is not None and held not in undeclared and not wanted
+        if bypass:
+            continue  # a bypass role of a role pgprov does not manage: bypass_checks
+        checks.append(
+            Check(
+                host,
+                "predefined",
+                member,
+                f"role {role}",
+                "member",
+                "member (pg_predefined_roles)" if wanted else "not a member",
+                f"member (granted by {held.grantor})" if held else "not a member",
+                "DRIFT" if (member, role) in missing or held in undeclared else "OK",
+            )
         )
     return checks
 
@@ -560,6 +598,7 @@ def catalog_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
         *access_checks(host, spec, snap),
         *bypass_checks(host, spec, snap),
         *membership_checks(host, spec, snap),
+        *predefined_checks(host, spec, snap),
         *setting_checks(host, spec, snap),
         *ownership_checks(host, spec, snap),
         *code_checks(host, spec, snap),
@@ -611,7 +650,11 @@ def audit(
     for host, spec in specs:
         try:
             snap = read_snapshot(host, spec)
-            problem = settings_problem(spec, snap) or identity_problem(spec, snap)
+            problem = (
+                settings_problem(spec, snap)
+                or identity_problem(spec, snap)
+                or predefined_problem(spec, snap)
+            )
             if problem:
                 raise AuditError(problem)
             host_checks = catalog_checks(host, spec, snap)

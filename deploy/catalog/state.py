@@ -199,6 +199,16 @@ class MembershipState:
 
 
 @dataclass(frozen=True)
+class PredefinedMembership:
+    """``member`` is directly a member of the predefined role ``role`` (pg_signal_backend, ...),
+    granted by ``grantor``."""
+
+    role: str
+    member: str
+    grantor: str
+
+
+@dataclass(frozen=True)
 class PrivilegedRole:
     """A role that bypasses the database's privileges, and why (SUPERUSER, BYPASSRLS,
     member of pg_read_all_data / pg_write_all_data)."""
@@ -274,6 +284,9 @@ class Snapshot:
     rules: tuple[RuleState, ...] = ()
     event_triggers: tuple[EventTriggerState, ...] = ()
     objects: tuple[ObjectState, ...] = ()  # every generic kind of the registry
+    predefined: tuple[PredefinedMembership, ...] = ()  # direct memberships in pg_* roles
+    # The predefined roles this server has -> whether the admin may grant and revoke each.
+    predefined_roles: dict[str, bool] = field(default_factory=dict)
     # The admin's sessions may start with event_triggers = off (17+: pgprov.catalog.session).
     event_triggers_off: bool = False
 
@@ -463,6 +476,13 @@ class Snapshot:
             rules=rules,
             event_triggers=event_triggers,
             event_triggers_off=bool(sections.get("event_triggers_off", False)),
+            predefined=tuple(
+                PredefinedMembership(p["role"], p["member"], p["grantor"])
+                for p in sections.get("predefined", [])
+            ),
+            predefined_roles={
+                str(k): bool(v) for k, v in (sections.get("predefined_roles") or {}).items()
+            },
             objects=tuple(
                 ObjectState(
                     kind.section,

@@ -35,6 +35,29 @@ PUBLIC = ""
 RESERVED_ROLES = frozenset({"public", "postgres", "none", "current_user", "session_user"})
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
 SYSTEM_SCHEMAS = frozenset({"public", "information_schema"})
+# Predefined roles that are privileges a role may be declared to hold (pg_predefined_roles),
+# with the first PostgreSQL major that has each. The ones that bypass every privilege
+# (BYPASS_PREDEFINED) are never declared there: such a role belongs in pg_privileged_roles,
+# and no managed role may hold one.
+PREDEFINED_ROLES = {
+    "pg_signal_backend": 9,
+    "pg_monitor": 10,
+    "pg_read_all_settings": 10,
+    "pg_read_all_stats": 10,
+    "pg_stat_scan_tables": 10,
+    "pg_checkpoint": 15,
+    "pg_use_reserved_connections": 16,
+    "pg_create_subscription": 16,
+    "pg_maintain": 17,
+    "pg_signal_autovacuum_worker": 18,
+}
+BYPASS_PREDEFINED = {
+    "pg_read_all_data": 14,
+    "pg_write_all_data": 14,
+    "pg_execute_server_program": 11,
+    "pg_read_server_files": 11,
+    "pg_write_server_files": 11,
+}
 # Lock discipline against a live database (deploy/sql/locks.py): one wait in the lock queue is
 # at most DEFAULT_LOCK_TIMEOUT; all the retries together at most DEFAULT_LOCK_WAIT.
 DEFAULT_LOCK_TIMEOUT = 0.5
@@ -66,6 +89,19 @@ def _reader_name(value: str) -> str:
     if not isinstance(value, str) or value.upper() == "PUBLIC" or value.startswith("pg_"):
         raise ValueError(f"{value!r} cannot be a reader (PUBLIC and pg_* roles are reserved)")
     return _role_name(value)
+
+
+def _predefined_name(value: str) -> str:
+    if value in BYPASS_PREDEFINED:
+        raise ValueError(
+            f"{value} bypasses privileges: a role holding it belongs in pg_privileged_roles, "
+            "and a managed role never holds it"
+        )
+    if value not in PREDEFINED_ROLES:
+        raise ValueError(
+            f"{value!r} is not a predefined role pgprov knows ({', '.join(PREDEFINED_ROLES)})"
+        )
+    return value
 
 
 def _database_name(value: str) -> str:
@@ -139,6 +175,7 @@ SchemaName = Annotated[str, AfterValidator(_schema_name)]
 SettingName = Annotated[str, AfterValidator(_setting_name)]
 SettingValue = Annotated[str, BeforeValidator(_setting_value)]
 Duration = Annotated[float, BeforeValidator(_duration)]
+PredefinedName = Annotated[str, AfterValidator(_predefined_name)]
 
 
 class AdminConnection(BaseModel):
@@ -201,6 +238,10 @@ class Spec(BaseModel):
     # Roles besides the deploy's admin that may bypass privileges (SUPERUSER, BYPASSRLS,
     # pg_read_all_data, membership in the owner): a managed provider's admin role.
     privileged_roles: tuple[Identifier, ...] = ()
+    # Memberships in predefined roles that are declared (role, or a managed role's logical
+    # name -> predefined roles): granted to the managed roles and readers, allowed for others;
+    # any other of a role in scope is revoked (pgprov.access.privileges.predefined_*).
+    predefined_roles: dict[Identifier, tuple[PredefinedName, ...]] = Field(default_factory=dict)
 
     @property
     def owner(self) -> str:
@@ -227,6 +268,14 @@ class Spec(BaseModel):
             if getattr(self, which) == name:
                 return f"pg_{which}"
         return "pg_readers"
+
+    def declared_predefined(self) -> dict[str, frozenset[str]]:
+        """Role name -> the predefined roles it is declared to hold (logical names resolved)."""
+        out: dict[str, frozenset[str]] = {}
+        for key, names in self.predefined_roles.items():
+            role = getattr(self, key) if key in self.logical_roles else key
+            out[role] = out.get(role, frozenset()) | frozenset(names)
+        return out
 
     def declared_settings(self) -> dict[str, dict[str, str]]:
         """Role name -> declared {setting: value}, for every managed role (search_path apart)."""
@@ -264,6 +313,7 @@ HOST_KEYS: dict[str, str] = {
     "pg_lock_wait": "lock_wait",
     "pg_readers": "readers",
     "pg_privileged_roles": "privileged_roles",
+    "pg_predefined_roles": "predefined_roles",
 }
 PASSWORD_KEYS = {
     "pg_migrator_password": "migrator",
@@ -285,7 +335,11 @@ def _field_of(loc: tuple[Any, ...]) -> str:
     reverse = {v: k for k, v in HOST_KEYS.items()}
     if loc and loc[0] == "admin" and len(loc) > 1:
         return {v: k for k, v in ADMIN_KEYS.items()}.get(str(loc[1]), f"admin.{loc[1]}")
-    if loc and loc[0] in ("role_settings", "connection_limits") and len(loc) > 1:
+    if (
+        loc
+        and loc[0] in ("role_settings", "connection_limits", "predefined_roles")
+        and len(loc) > 1
+    ):
         where = ".".join(str(part) for part in loc[1:] if part != "[key]")
         return f"{reverse[str(loc[0])]}: {where}"
     return reverse.get(str(loc[0]), str(loc[0])) if loc else "spec"

@@ -17,6 +17,7 @@ import functools
 from typing import Any
 
 from pgprov.access.code import code_problem
+from pgprov.access.privileges import predefined_problem
 from pgprov.access.roles import identity_problem
 from pgprov.access.settings import settings_problem
 from pgprov.catalog.facts import Unreadable, connection_args, snapshot
@@ -32,6 +33,7 @@ from pgprov.steps.plan import (
     Item,
     build_plan,
     defaults_notice,
+    predefined_notice,
     quiet_notice,
 )
 from pyinfra import host, logger, state
@@ -120,9 +122,9 @@ def provision(spec: Spec, inputs: HostInputs, run: HostRun):
             "services: the provider's admin role) or create the roles beforehand",
         )
         return
-    notice = defaults_notice(spec, snap)
-    if notice and run.notify(notice):
-        host.log_styled(notice, fg="yellow", log_func=logger.warning)
+    for notice in (defaults_notice(spec, snap), predefined_notice(spec, snap)):
+        if notice and run.notify(notice):
+            host.log_styled(notice, fg="yellow", log_func=logger.warning)
     if plan.empty:
         host.noop(
             f"database {spec.database}: roles, ownership, privileges and settings already as declared"
@@ -149,7 +151,10 @@ def _current(spec: Spec, inputs: HostInputs) -> tuple[Any, str | None]:
         )
     # Checked in the snapshot session, so a bad value stops every step before any change.
     problem = (
-        settings_problem(spec, snap) or identity_problem(spec, snap) or code_problem(spec, snap)
+        settings_problem(spec, snap)
+        or identity_problem(spec, snap)
+        or predefined_problem(spec, snap)
+        or code_problem(spec, snap)
     )
     if problem:
         return None, problem

@@ -21,8 +21,11 @@ from pgprov.access.privileges import (
     defaults_out_of_reach,
     diff,
     group,
+    missing_predefined,
+    predefined_out_of_reach,
     undeclared_memberships,
     undeclared_owners,
+    undeclared_predefined,
     wanted_grants,
 )
 from pgprov.access.roles import MANAGED_MARK, is_marked, wanted_attributes
@@ -260,8 +263,10 @@ def role_items(
                 )
             )
         for parent in current.member_of:
-            if parent in spec.roles:
-                continue  # a membership in a managed role: membership_items, with its grantor
+            if parent in spec.roles or parent in snap.predefined_roles:
+                # A membership in a managed role: membership_items; in a predefined role:
+                # predefined_items; each with its grantor.
+                continue
             # 16+ keeps one grant per grantor and REVOKE removes only the one it names.
             grantors = sorted(
                 {
@@ -285,7 +290,50 @@ def role_items(
                         grant_memberships=[],
                     )
                 )
-    return items + reader_items(spec, snap) + membership_items(spec, snap) + memberships
+    return (
+        items
+        + reader_items(spec, snap)
+        + membership_items(spec, snap)
+        + predefined_items(spec, snap)
+        + memberships
+    )
+
+
+def predefined_items(spec: Spec, snap: Snapshot) -> list[Item]:
+    """Memberships in predefined roles (pg_signal_backend, pg_monitor, ...): undeclared ones of
+    the roles in scope revoked (by grantor on 16+), declared ones of the managed roles and
+    readers granted. Those the admin may not grant or revoke are left (``reach_notice``)."""
+    items = []
+    out_of_reach = predefined_out_of_reach(snap)
+    for p in undeclared_predefined(spec, snap):
+        if p.role in out_of_reach:
+            continue
+        granted_by = p.grantor if snap.major >= 16 else None
+        items.append(
+            make_item(
+                f"revoke undeclared membership of role {p.member} in {p.role} "
+                f"(granted by {p.grantor})",
+                "roles.sql.j2",
+                create=[],
+                alter=[],
+                revoke_memberships=[{"role": p.role, "member": p.member, "granted_by": granted_by}],
+                grant_memberships=[],
+            )
+        )
+    for member, role in missing_predefined(spec, snap):
+        if role in out_of_reach:
+            continue
+        items.append(
+            make_item(
+                f"grant role {member} membership in {role} (pg_predefined_roles)",
+                "roles.sql.j2",
+                create=[],
+                alter=[],
+                revoke_memberships=[],
+                grant_memberships=[{"role": role, "member": member, "options": ""}],
+            )
+        )
+    return items
 
 
 def reader_items(spec: Spec, snap: Snapshot) -> list[Item]:
@@ -540,6 +588,27 @@ def _grant_item(grant: GrantGroup, verb: str) -> Item:
         )
         return make_item(f"PUBLIC {what} {privileges} on {on}", template, **lists)
     return make_item(f"{verb} {grant.describe()}", "privileges.sql.j2", **lists)
+
+
+def predefined_notice(spec: Spec, snap: Snapshot) -> str | None:
+    """One line naming the predefined-role memberships the admin may neither revoke nor grant
+    (no ADMIN OPTION on the predefined role; CREATEROLE is not enough on 16+); None if none."""
+    out_of_reach = predefined_out_of_reach(snap)
+    left = sorted(
+        {
+            f"{p.member} in {p.role}"
+            for p in undeclared_predefined(spec, snap)
+            if p.role in out_of_reach
+        }
+        | {f"{m} in {r}" for m, r in missing_predefined(spec, snap) if r in out_of_reach}
+    )
+    if not left:
+        return None
+    return (
+        f"the admin {snap.current_user} may not grant or revoke predefined roles without "
+        f"ADMIN OPTION on them, so it leaves the memberships of {', '.join(left)}; the audit "
+        "names them"
+    )
 
 
 def defaults_notice(spec: Spec, snap: Snapshot) -> str | None:
