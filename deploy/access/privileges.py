@@ -23,7 +23,9 @@ from pgprov.catalog.state import (
     PUBLIC,
     AclEntry,
     MembershipState,
+    PolicyState,
     PredefinedMembership,
+    RelationState,
     Snapshot,
     display_grantee,
 )
@@ -499,3 +501,17 @@ def predefined_out_of_reach(snap: Snapshot) -> set[str]:
     """Predefined roles the admin may neither grant nor revoke (not a superuser, no ADMIN
     OPTION on them; on 16+ CREATEROLE is not enough)."""
     return {role for role, may in snap.predefined_roles.items() if not may}
+
+
+# --- row-level security ----------------------------------------------------------------------
+
+
+def undeclared_row_security(
+    spec: Spec, snap: Snapshot
+) -> tuple[list[RelationState], list[PolicyState]]:
+    """(app tables with row-level security on or forced, policies on app tables): the service's
+    models declare neither, so every one goes (a policy the deploy did not write, with RLS
+    forced, makes the service's INSERTs fail). Tables outside the app's schema are not judged."""
+    app = spec.schema_name
+    tables = [r for r in snap.relations if r.schema == app and (r.rls or r.force_rls)]
+    return tables, [p for p in snap.policies if p.schema == app]

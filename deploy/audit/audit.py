@@ -40,6 +40,7 @@ from pgprov.access.privileges import (
     trusted_owners,
     undeclared_owners,
     undeclared_predefined,
+    undeclared_row_security,
     wanted_grants,
 )
 from pgprov.access.roles import identity_problem, is_marked, wanted_attributes
@@ -265,6 +266,36 @@ def predefined_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
                 "member (pg_predefined_roles)" if wanted else "not a member",
                 f"member (granted by {held.grantor})" if held else "not a member",
                 "DRIFT" if (member, role) in missing or held in undeclared else "OK",
+            )
+        )
+    return checks
+
+
+def row_security_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """Row-level security on app tables: declared off, with no policy (the service's models
+    declare none); each table that has it and each policy is a difference."""
+    tables, policies = undeclared_row_security(spec, snap)
+    checks = []
+    for t in tables:
+        actual = "enabled" + (", forced" if t.force_rls else "") if t.rls else "forced"
+        checks.append(
+            Check.compare(
+                host, "row security", spec.owner, f"table {t.schema}.{t.name}", "RLS", "off", actual
+            )
+        )
+    for p in policies:
+        to = ", ".join(display_grantee(r) for r in p.roles) or "PUBLIC"
+        kind = "permissive" if p.permissive else "restrictive"
+        actual = f"{kind} FOR {p.command} TO {to}" + (f" USING ({p.using})" if p.using else "")
+        checks.append(
+            Check.compare(
+                host,
+                "row security",
+                spec.owner,
+                f"policy {p.name} on {p.schema}.{p.table}",
+                "exists",
+                "no",
+                actual,
             )
         )
     return checks
@@ -602,6 +633,7 @@ def catalog_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
         *setting_checks(host, spec, snap),
         *ownership_checks(host, spec, snap),
         *code_checks(host, spec, snap),
+        *row_security_checks(host, spec, snap),
         *grant_checks(host, spec, snap),
         *index_checks(host, spec, snap),
         *migration_checks(host, spec, snap),

@@ -48,6 +48,9 @@ KINDS: tuple[Kind, ...] = (
     ),
     Kind("columns", "column", ("SELECT", "INSERT", "UPDATE", "REFERENCES"), generic=False),
     Kind("functions", "function", ("EXECUTE",), generic=False),
+    # Row-level security policies: no owner, no ACL; the deploy declares none, so every one
+    # on an app table goes (pgprov.access.privileges.undeclared_row_security).
+    Kind("policies", "policy", (), generic=False),
     # Base, composite, enum and range types and domains; not a table's row type, an array
     # type or a multirange, which follow the object they belong to.
     Kind("types", "type", ("USAGE",), public_default=("USAGE",)),

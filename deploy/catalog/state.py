@@ -101,6 +101,22 @@ class RelationState:
     acl: tuple[AclEntry, ...] = ()
     owned_by: str | None = None  # a sequence's table (serial or identity column)
     relkind: str = ""  # pg_class.relkind: r, p, v, m, f or S ("" when not known)
+    rls: bool = False  # row-level security enabled
+    force_rls: bool = False  # ... and forced on the table's owner too
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """A row-level security policy on a table."""
+
+    schema: str
+    table: str
+    name: str
+    command: str  # ALL, SELECT, INSERT, UPDATE or DELETE
+    permissive: bool
+    roles: tuple[str, ...]  # PUBLIC is ""
+    using: str | None = None
+    check: str | None = None
 
 
 @dataclass(frozen=True)
@@ -284,6 +300,7 @@ class Snapshot:
     rules: tuple[RuleState, ...] = ()
     event_triggers: tuple[EventTriggerState, ...] = ()
     objects: tuple[ObjectState, ...] = ()  # every generic kind of the registry
+    policies: tuple[PolicyState, ...] = ()
     predefined: tuple[PredefinedMembership, ...] = ()  # direct memberships in pg_* roles
     # The predefined roles this server has -> whether the admin may grant and revoke each.
     predefined_roles: dict[str, bool] = field(default_factory=dict)
@@ -357,6 +374,8 @@ class Snapshot:
                 AclEntry.parse_list(r["acl"]),
                 r.get("owned_by"),
                 r.get("relkind", ""),
+                bool(r.get("rls", False)),
+                bool(r.get("force_rls", False)),
             )
             for r in sections.get("relations", [])  # type: ignore[union-attr]
         )
@@ -476,6 +495,19 @@ class Snapshot:
             rules=rules,
             event_triggers=event_triggers,
             event_triggers_off=bool(sections.get("event_triggers_off", False)),
+            policies=tuple(
+                PolicyState(
+                    p["schema"],
+                    p["table"],
+                    p["name"],
+                    p["command"],
+                    bool(p["permissive"]),
+                    tuple(PUBLIC if r is None else r for r in p["roles"] or ()),
+                    p.get("using"),
+                    p.get("check"),
+                )
+                for p in sections.get("policies", [])
+            ),
             predefined=tuple(
                 PredefinedMembership(p["role"], p["member"], p["grantor"])
                 for p in sections.get("predefined", [])

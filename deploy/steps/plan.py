@@ -26,6 +26,7 @@ from pgprov.access.privileges import (
     undeclared_memberships,
     undeclared_owners,
     undeclared_predefined,
+    undeclared_row_security,
     wanted_grants,
 )
 from pgprov.access.roles import MANAGED_MARK, is_marked, wanted_attributes
@@ -718,5 +719,37 @@ def build_plan(
         *setting_items(spec, snap),
         *schema_items(spec, snap),
         *grant_items(spec, snap),
+        *row_security_items(spec, snap),
     ]
     return plan
+
+
+def row_security_items(spec: Spec, snap: Snapshot) -> list[Item]:
+    """Undeclared policies on app tables dropped, then row-level security switched off."""
+    tables, policies = undeclared_row_security(spec, snap)
+    items = [
+        make_item(
+            f"drop policy {p.name} on {p.schema}.{p.table} (row-level security nobody declared)",
+            "row_security.sql.j2",
+            policies=[p],
+            tables=[],
+        )
+        for p in policies
+    ]
+    for t in tables:
+        how = (
+            "enabled and forced"
+            if t.rls and t.force_rls
+            else "forced"
+            if t.force_rls
+            else "enabled"
+        )
+        items.append(
+            make_item(
+                f"disable row-level security on {t.schema}.{t.name} ({how}, nobody declared it)",
+                "row_security.sql.j2",
+                policies=[],
+                tables=[t],
+            )
+        )
+    return items

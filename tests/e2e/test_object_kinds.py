@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -184,3 +185,29 @@ def test_an_admin_that_may_not_act_for_a_role_leaves_its_defaults_and_says_so(
         assert lines_with(audit.stdout, "DRIFT", f"future tables of {stranger}", runtime)
     finally:
         drop_prefixed(pg_server, names.prefix)
+
+
+def test_maintain_on_a_table_is_a_table_privilege_where_the_server_has_it(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """MAINTAIN (17+: VACUUM, ANALYZE, REINDEX, CLUSTER, LOCK TABLE ... ACCESS EXCLUSIVE) granted
+    to the runtime is named and revoked like any undeclared table privilege."""
+    grant = sql.SQL("GRANT MAINTAIN ON app.unit TO {}").format(sql.Identifier(names.runtime))
+    with pg_server.connect(names.database) as conn:
+        if pg_server.major < 17:
+            with pytest.raises(psycopg.Error, match=r"(?i)maintain"):
+                conn.execute(grant)
+            return
+        conn.execute(grant)
+    inventory = write_inventory(tmp_path, deployed.data)
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    assert lines_with(audit.stdout, "DRIFT", names.runtime, "table app.unit", "MAINTAIN")
+    repair = run_api(deployed.data)
+    assert repair.success and repair.changed["provision"], repair
+    with pg_server.connect(names.database) as conn:
+        held = conn.execute(
+            "SELECT has_table_privilege(%s, 'app.unit', 'MAINTAIN')", (names.runtime,)
+        ).fetchone()
+    assert held == (False,)
+    assert console("pgprov-verify", inventory, "--no-probes").returncode == 0
