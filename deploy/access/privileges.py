@@ -114,7 +114,8 @@ PRIVILEGE_ORDER = (
     "MAINTAIN", "CREATE", "CONNECT", "TEMPORARY", "EXECUTE",
 )  # fmt: skip
 OBJECT_ORDER = (
-    "DATABASE", "SCHEMA", "TABLE", "SEQUENCE", "COLUMN", "FUNCTION", "TYPE", "DOMAIN", "DEFAULT",
+    "DATABASE", "SCHEMA", "TABLE", "SEQUENCE", "COLUMN", "FUNCTION", "TYPE", "DOMAIN",
+    "FOREIGN DATA WRAPPER", "FOREIGN SERVER", "DEFAULT",
 )  # fmt: skip
 
 
@@ -344,7 +345,7 @@ def expected_privileged(spec: Spec, snap: Snapshot) -> set[str]:
     return {snap.current_user, *spec.privileged_roles}
 
 
-def left_to_its_owner(spec: Spec, snap: Snapshot, schema: str, owner: str) -> bool:
+def left_to_its_owner(spec: Spec, snap: Snapshot, schema: str | None, owner: str) -> bool:
     """Outside the app's schema, what the admin or a ``pg_privileged_roles`` role owns is left
     to them (they bypass privileges anyway): the deploy neither reassigns it nor judges the
     code on it."""
@@ -414,7 +415,9 @@ def undeclared_owners(spec: Spec, snap: Snapshot) -> list[Ownership]:
         if fn.owner not in trusted:
             continue  # foreign code: removed or refused, never adopted (pgprov.access.code)
         out.append(Ownership("ROUTINE", fn.schema, fn.name, fn.owner, fn.args))
-    for obj in snap.objects:  # every generic kind of the registry
+    for obj in snap.objects:  # every generic kind of the registry whose owners are repaired
+        if not BY_SECTION[obj.kind].owned:
+            continue
         if obj.owner != spec.owner and not left_to_its_owner(spec, snap, obj.schema, obj.owner):
             out.append(Ownership(obj.keyword, obj.schema, obj.name, obj.owner, obj.args))
     return sorted(out, key=lambda o: (o.keyword != "SCHEMA", o.schema != app))

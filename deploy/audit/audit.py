@@ -331,7 +331,10 @@ def bypass_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     return checks
 
 
-KIND_ORDER = ("database", "schema", "table", "sequence", "column", "function", "type", "domain")
+KIND_ORDER = (
+    "database", "schema", "table", "sequence", "column", "function", "type", "domain",
+    "foreign data wrapper", "foreign server",
+)  # fmt: skip
 
 
 def _reach(grants: set[Grant]) -> dict[str, str]:

@@ -8,14 +8,16 @@ access model (``access/privileges.py``: who holds what, who owns what), the plan
 all iterate over ``KINDS``; none lists kinds of its own.
 
 A *generic* kind needs nothing but its entry and its query: each row is an object with
-``schema``, ``name``, ``owner``, ``keyword`` (what GRANT ... ON and ALTER ... OWNER TO take:
-``TYPE``, ``DOMAIN``, ...), ``args`` and ``acl`` (aclexplode rows, PUBLIC as null), read into
-``catalog.state.ObjectState``. Its objects in any schema of the database belong to the owner
-role (those outside the app's schema may stay with the admin or a ``pg_privileged_roles``
-role); privileges on them that nobody declared are revoked, but for ``public_default``, what
-PostgreSQL grants PUBLIC on every new object of the kind, which stays as it is. The kinds read
-before the registry (schemas, relations, functions) keep their own rows and rules (ownership of
-sequences that follow their table, foreign code, PUBLIC's EXECUTE); their queries moved here.
+``schema`` (null for a database-wide kind), ``name``, ``owner``, ``keyword`` (what GRANT ... ON
+and ALTER ... OWNER TO take: ``TYPE``, ``DOMAIN``, ``FOREIGN SERVER``, ...), ``args`` and
+``acl`` (aclexplode rows, PUBLIC as null), read into ``catalog.state.ObjectState``. Unless the
+kind says ``owned=False``, its objects belong to the owner role (those outside the app's schema
+may stay with the admin or a ``pg_privileged_roles`` role); privileges on them that nobody
+declared are revoked, but for ``public_default``, what PostgreSQL grants PUBLIC on every new
+object of the kind, which stays as it is. The kinds read before the registry (schemas,
+relations, functions) keep their own rows and rules (ownership of sequences that follow their
+table, foreign code, PUBLIC's EXECUTE); their queries moved here. Row-level security policies
+are read here too and judged in ``access/privileges.py`` (``undeclared_row_security``).
 
 To add a kind: an entry below and its query. Nothing else changes.
 """
@@ -32,6 +34,7 @@ class Kind:
     privileges: tuple[str, ...]  # what the server knows on it
     generic: bool = True  # rows read into ObjectState, judged by the rules above
     public_default: tuple[str, ...] = ()  # PUBLIC's built-in privileges, left as they are
+    owned: bool = True  # owners repaired (not an FDW's: only a superuser may own one)
 
     @property
     def template(self) -> str:
@@ -54,6 +57,9 @@ KINDS: tuple[Kind, ...] = (
     # Base, composite, enum and range types and domains; not a table's row type, an array
     # type or a multirange, which follow the object they belong to.
     Kind("types", "type", ("USAGE",), public_default=("USAGE",)),
+    # Database-wide (no schema): only the privileges on them are judged.
+    Kind("foreign_data_wrappers", "foreign data wrapper", ("USAGE",), owned=False),
+    Kind("foreign_servers", "foreign server", ("USAGE",), owned=False),
 )
 
 BY_SECTION = {kind.section: kind for kind in KINDS}

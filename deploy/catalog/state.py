@@ -191,7 +191,7 @@ class ObjectState:
     domain, say. ``keyword`` is what GRANT ... ON and ALTER ... OWNER TO take."""
 
     kind: str  # the registry's section
-    schema: str
+    schema: str | None  # None: a database-wide kind (a foreign server, say)
     name: str
     keyword: str
     owner: str

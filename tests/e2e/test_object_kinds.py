@@ -211,3 +211,46 @@ def test_maintain_on_a_table_is_a_table_privilege_where_the_server_has_it(
         ).fetchone()
     assert held == (False,)
     assert console("pgprov-verify", inventory, "--no-probes").returncode == 0
+
+
+def test_usage_on_foreign_data_wrappers_and_servers_is_named_and_revoked(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """USAGE on a foreign server lets a role map itself to remote credentials and read through
+    it; on a wrapper, create servers. Their owners (a superuser must own a wrapper) stay."""
+    stranger, runtime = names.role("x"), names.runtime
+    ident = {"x": sql.Identifier(stranger), "r": sql.Identifier(runtime)}
+    with pg_server.connect(names.database) as conn:
+        for statement in (
+            "CREATE FOREIGN DATA WRAPPER kind_fdw",
+            "CREATE SERVER kind_srv FOREIGN DATA WRAPPER kind_fdw",
+            "GRANT USAGE ON FOREIGN DATA WRAPPER kind_fdw TO {r}",
+            "GRANT USAGE ON FOREIGN SERVER kind_srv TO {r}",
+            "GRANT USAGE ON FOREIGN SERVER kind_srv TO {x} WITH GRANT OPTION",
+        ):
+            conn.execute(sql.SQL(statement).format(**ident))
+    inventory = write_inventory(tmp_path, deployed.data)
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    for needles in (
+        (runtime, "foreign data wrapper kind_fdw", "USAGE"),
+        (runtime, "foreign server kind_srv", "USAGE"),
+        (stranger, "foreign server kind_srv", "USAGE"),
+    ):
+        assert lines_with(audit.stdout, "DRIFT", *needles), (needles, audit.stdout)
+
+    repair = run_api(deployed.data)
+    assert repair.success and repair.changed["provision"], repair
+    with pg_server.connect(names.database) as conn:
+        held = conn.execute(
+            "SELECT has_foreign_data_wrapper_privilege(%(r)s, 'kind_fdw', 'USAGE'),"
+            " has_server_privilege(%(r)s, 'kind_srv', 'USAGE'),"
+            " has_server_privilege(%(x)s, 'kind_srv', 'USAGE'),"
+            " (SELECT pg_get_userbyid(srvowner)::text FROM pg_foreign_server"
+            "  WHERE srvname = 'kind_srv')",
+            {"r": runtime, "x": stranger},
+        ).fetchone()
+    assert held == (False, False, False, pg_server.superuser)
+    again = run_api(deployed.data)
+    assert again.success and not any(again.changed.values()), again
+    assert console("pgprov-verify", inventory, "--no-probes").returncode == 0

@@ -64,3 +64,20 @@ def test_a_generic_kinds_rows_reach_grants_and_owners() -> None:
     assert not any(g.grantee == PUBLIC for g in grants)
     assert Ownership("TYPE", "app", "mood", "stranger") in undeclared_owners(SPEC, snap)
     assert all(o.name != "pos" for o in undeclared_owners(SPEC, snap))
+
+
+def test_the_wheel_carries_every_template_the_registry_names() -> None:
+    """A kind's query lives in sql_templates/kinds/: the wheel's package data must say so, or
+    an installed pgprov cannot render its snapshot."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["pgprov.sql_templates"]
+    root = REPO / "sql_templates"
+    for path in root.rglob("*.sql.j2"):
+        relative = path.relative_to(root).as_posix()
+        assert any(
+            fnmatch.fnmatch(relative, p) and relative.count("/") == p.count("/") for p in patterns
+        ), relative
