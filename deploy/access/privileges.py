@@ -111,11 +111,11 @@ class Grant:
 
 PRIVILEGE_ORDER = (
     "USAGE", "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER",
-    "MAINTAIN", "CREATE", "CONNECT", "TEMPORARY", "EXECUTE",
+    "MAINTAIN", "CREATE", "CONNECT", "TEMPORARY", "EXECUTE", "SET", "ALTER SYSTEM",
 )  # fmt: skip
 OBJECT_ORDER = (
     "DATABASE", "SCHEMA", "TABLE", "SEQUENCE", "COLUMN", "FUNCTION", "TYPE", "DOMAIN",
-    "FOREIGN DATA WRAPPER", "FOREIGN SERVER", "DEFAULT",
+    "FOREIGN DATA WRAPPER", "FOREIGN SERVER", "PARAMETER", "DEFAULT",
 )  # fmt: skip
 
 
@@ -275,13 +275,18 @@ def current_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
         if fn.schema != spec.schema_name:
             owners.add(PUBLIC)
         current |= _entries("FUNCTION", fn.schema, fn.name, fn.acl, owners, args=fn.args)
+    # Cluster-wide kinds (parameters) only for the roles in this database's scope.
+    scope = ({*spec.roles, *spec.readers} | {g.grantee for g in current if not g.is_public}) - (
+        expected_privileged(spec, snap)
+    )
     for obj in snap.objects:
         owners = {obj.owner, spec.owner}
-        public_default = BY_SECTION[obj.kind].public_default
+        kind = BY_SECTION[obj.kind]
         current |= {
             g
             for g in _entries(obj.keyword, obj.schema, obj.name, obj.acl, owners, args=obj.args)
-            if not (g.is_public and g.privilege in public_default and not g.grantable)
+            if not (g.is_public and g.privilege in kind.public_default and not g.grantable)
+            and (not kind.cluster_wide or g.grantee in scope)
         }
     current |= current_default_grants(spec, snap)
     global_entries = {(d.role, d.objtype) for d in snap.default_acls if d.schema is None}

@@ -333,7 +333,7 @@ def bypass_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
 
 KIND_ORDER = (
     "database", "schema", "table", "sequence", "column", "function", "type", "domain",
-    "foreign data wrapper", "foreign server",
+    "foreign data wrapper", "foreign server", "parameter",
 )  # fmt: skip
 
 

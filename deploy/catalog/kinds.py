@@ -35,6 +35,9 @@ class Kind:
     generic: bool = True  # rows read into ObjectState, judged by the rules above
     public_default: tuple[str, ...] = ()  # PUBLIC's built-in privileges, left as they are
     owned: bool = True  # owners repaired (not an FDW's: only a superuser may own one)
+    # Cluster-wide: judged only for the managed roles, the readers and the roles holding a
+    # privilege in this database (a parameter's SET, say); the rest is another database's.
+    cluster_wide: bool = False
 
     @property
     def template(self) -> str:
@@ -60,6 +63,7 @@ KINDS: tuple[Kind, ...] = (
     # Database-wide (no schema): only the privileges on them are judged.
     Kind("foreign_data_wrappers", "foreign data wrapper", ("USAGE",), owned=False),
     Kind("foreign_servers", "foreign server", ("USAGE",), owned=False),
+    Kind("parameters", "parameter", ("SET", "ALTER SYSTEM"), owned=False, cluster_wide=True),
 )
 
 BY_SECTION = {kind.section: kind for kind in KINDS}

@@ -75,6 +75,7 @@ def keywords(words: Iterable[str]) -> str:
     allowed = {
         "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER",
         "USAGE", "CREATE", "CONNECT", "TEMPORARY", "EXECUTE", "MAINTAIN", "ALL",
+        "SET", "ALTER SYSTEM",
     }  # fmt: skip
     out = []
     for word in words:

@@ -33,6 +33,7 @@ from pgprov.steps.plan import (
     Item,
     build_plan,
     defaults_notice,
+    parameters_notice,
     predefined_notice,
     quiet_notice,
 )
@@ -122,7 +123,12 @@ def provision(spec: Spec, inputs: HostInputs, run: HostRun):
             "services: the provider's admin role) or create the roles beforehand",
         )
         return
-    for notice in (defaults_notice(spec, snap), predefined_notice(spec, snap)):
+    notices = (
+        defaults_notice(spec, snap),
+        predefined_notice(spec, snap),
+        parameters_notice(spec, snap),
+    )
+    for notice in notices:
         if notice and run.notify(notice):
             host.log_styled(notice, fg="yellow", log_func=logger.warning)
     if plan.empty:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pgprov.access.code import foreign_code
 from pgprov.access.privileges import (
     PUBLIC,
+    Grant,
     GrantGroup,
     current_grants,
     defaults_out_of_reach,
@@ -558,12 +559,10 @@ def schema_items(spec: Spec, snap: Snapshot) -> list[Item]:
 
 def grant_items(spec: Spec, snap: Snapshot) -> list[Item]:
     """Revokes first, then grants; one statement per object and grantee. Default privileges
-    of a role the admin may not act for are left (``defaults_notice`` says so)."""
+    of a role the admin may not act for, and parameter privileges when it is no superuser, are
+    left (``defaults_notice``, ``parameters_notice`` say so)."""
     to_revoke, to_grant = diff(wanted_grants(spec, snap), current_grants(spec, snap))
-    out_of_reach = defaults_out_of_reach(snap)
-    to_revoke = [
-        g for g in to_revoke if not (g.object_type == "DEFAULT" and g.name in out_of_reach)
-    ]
+    to_revoke = [g for g in to_revoke if not _out_of_reach(snap, g)]
     return [
         *(_grant_item(g, "revoke") for g in group(to_revoke)),
         *(_grant_item(g, "grant") for g in group(to_grant)),
@@ -609,6 +608,30 @@ def predefined_notice(spec: Spec, snap: Snapshot) -> str | None:
         f"the admin {snap.current_user} may not grant or revoke predefined roles without "
         f"ADMIN OPTION on them, so it leaves the memberships of {', '.join(left)}; the audit "
         "names them"
+    )
+
+
+def _out_of_reach(snap: Snapshot, grant: Grant) -> bool:
+    """A privilege the admin may not revoke: another role's default privileges it cannot SET
+    ROLE to; a parameter's, unless it is a superuser."""
+    if grant.object_type == "DEFAULT":
+        return grant.name in defaults_out_of_reach(snap)
+    return grant.object_type == "PARAMETER" and not snap.is_superuser
+
+
+def parameters_notice(spec: Spec, snap: Snapshot) -> str | None:
+    """One line naming the parameter privileges a non-superuser admin leaves; None if none."""
+    to_revoke, _ = diff(wanted_grants(spec, snap), current_grants(spec, snap))
+    left = sorted(
+        f"{g.privilege} on {g.name} for {g.grantee}"
+        for g in to_revoke
+        if g.object_type == "PARAMETER" and _out_of_reach(snap, g)
+    )
+    if not left:
+        return None
+    return (
+        f"the admin {snap.current_user} is no superuser and may not revoke privileges on "
+        f"parameters: {'; '.join(left)} are left and the audit names them"
     )
 
 

@@ -254,3 +254,52 @@ def test_usage_on_foreign_data_wrappers_and_servers_is_named_and_revoked(
     again = run_api(deployed.data)
     assert again.success and not any(again.changed.values()), again
     assert console("pgprov-verify", inventory, "--no-probes").returncode == 0
+
+
+def parameter_holders(server: Server, parameter: str) -> set[str]:
+    with server.connect() as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT pg_get_userbyid(x.grantee)::text FROM pg_parameter_acl p,"
+            " aclexplode(p.paracl) x WHERE p.parname = %s AND x.grantee <> 10",
+            (parameter,),
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_parameter_privileges_of_roles_in_scope_are_named_and_revoked(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """GRANT SET, ALTER SYSTEM ON PARAMETER archive_command: its holder runs a shell command
+    on the server. Cluster-wide, so revoked only from roles in this database's scope: the
+    runtime and a role holding a privilege here; a role elsewhere keeps it."""
+    stranger, elsewhere, runtime = names.role("x"), names.role("y"), names.runtime
+    grant = "GRANT SET, ALTER SYSTEM ON PARAMETER archive_command TO {}"
+    with pg_server.connect(names.database) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(elsewhere)))
+        conn.execute(sql.SQL("GRANT SELECT ON app.unit TO {}").format(sql.Identifier(stranger)))
+        for role in (runtime, stranger, elsewhere):
+            conn.execute(sql.SQL(grant).format(sql.Identifier(role)))
+    inventory = write_inventory(tmp_path, deployed.data)
+    try:
+        audit = console("pgprov-verify", inventory, "--no-probes")
+        assert audit.returncode == 1, audit.stdout + audit.stderr
+        for role in (runtime, stranger):
+            for privilege in ("SET", "ALTER SYSTEM"):
+                assert lines_with(
+                    audit.stdout, "DRIFT", role, "parameter archive_command", privilege
+                ), (role, privilege, audit.stdout)
+        assert not lines_with(audit.stdout, elsewhere)
+        repair = run_api(deployed.data)
+        assert repair.success and repair.changed["provision"], repair
+        assert parameter_holders(pg_server, "archive_command") == {elsewhere}
+        again = run_api(deployed.data)
+        assert again.success and not any(again.changed.values()), again
+        assert console("pgprov-verify", inventory, "--no-probes").returncode == 0
+    finally:
+        with pg_server.connect() as conn:
+            for role in (runtime, stranger, elsewhere):
+                conn.execute(
+                    sql.SQL("REVOKE SET, ALTER SYSTEM ON PARAMETER archive_command FROM {}").format(
+                        sql.Identifier(role)
+                    )
+                )
