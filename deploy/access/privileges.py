@@ -25,6 +25,7 @@ from pgprov.catalog.state import (
     MembershipState,
     PolicyState,
     PredefinedMembership,
+    PublicationState,
     RelationState,
     Snapshot,
     display_grantee,
@@ -523,3 +524,13 @@ def undeclared_row_security(
     app = spec.schema_name
     tables = [r for r in snap.relations if r.schema == app and (r.rls or r.force_rls)]
     return tables, [p for p in snap.policies if p.schema == app]
+
+
+# --- publications ------------------------------------------------------------------------------
+
+
+def undeclared_publications(spec: Spec, snap: Snapshot) -> list[PublicationState]:
+    """Publications ``pg_publications`` does not declare with this owner. They feed other
+    systems (a CDC tool depends on its publication), so the deploy never drops one: the audit
+    names it and the plan leaves it for a person."""
+    return [p for p in snap.publications if spec.publications.get(p.name) != p.owner]

@@ -301,6 +301,35 @@ def row_security_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     return checks
 
 
+def publication_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """Every publication of the database and every declared one: declared with its owner, or a
+    difference (it feeds another system; the deploy never drops it). A declared one that does
+    not exist is a note: pgprov does not create publications."""
+    found = {p.name: p for p in snap.publications}
+    checks = []
+    for name in sorted({*found, *spec.publications}):
+        declared = spec.publications.get(name)
+        held = found.get(name)
+        actual = "missing (pgprov creates no publication)"
+        if held is not None:
+            tables = "all tables" if held.all_tables else ", ".join(held.tables) or "no table"
+            actual = f"owner {held.owner}; {tables}"
+        ok = held is not None and declared == held.owner
+        checks.append(
+            Check(
+                host,
+                "publications",
+                name,
+                f"database {spec.database}",
+                "publication",
+                f"declared, owner {declared}" if declared else "not declared (pg_publications)",
+                actual,
+                "NOTE" if held is None else "OK" if ok else "DRIFT",
+            )
+        )
+    return checks
+
+
 def bypass_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     """Roles no grant stops (SUPERUSER, BYPASSRLS, members of pg_read_all_data /
     pg_write_all_data and of pg_execute_server_program / pg_read_server_files /
@@ -637,6 +666,7 @@ def catalog_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
         *ownership_checks(host, spec, snap),
         *code_checks(host, spec, snap),
         *row_security_checks(host, spec, snap),
+        *publication_checks(host, spec, snap),
         *grant_checks(host, spec, snap),
         *index_checks(host, spec, snap),
         *migration_checks(host, spec, snap),

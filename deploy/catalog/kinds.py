@@ -57,6 +57,9 @@ KINDS: tuple[Kind, ...] = (
     # Row-level security policies: no owner, no ACL; the deploy declares none, so every one
     # on an app table goes (pgprov.access.privileges.undeclared_row_security).
     Kind("policies", "policy", (), generic=False),
+    # Publications feed other systems (CDC): never dropped; undeclared ones are named by the
+    # audit and left for a person (pgprov.access.privileges.undeclared_publications).
+    Kind("publications", "publication", (), generic=False),
     # Base, composite, enum and range types and domains; not a table's row type, an array
     # type or a multirange, which follow the object they belong to.
     Kind("types", "type", ("USAGE",), public_default=("USAGE",)),

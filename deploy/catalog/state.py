@@ -215,6 +215,16 @@ class MembershipState:
 
 
 @dataclass(frozen=True)
+class PublicationState:
+    """A publication: who owns it and which tables it publishes (all of them, or a list)."""
+
+    name: str
+    owner: str
+    all_tables: bool
+    tables: tuple[str, ...]  # schema.table
+
+
+@dataclass(frozen=True)
 class PredefinedMembership:
     """``member`` is directly a member of the predefined role ``role`` (pg_signal_backend, ...),
     granted by ``grantor``."""
@@ -301,6 +311,7 @@ class Snapshot:
     event_triggers: tuple[EventTriggerState, ...] = ()
     objects: tuple[ObjectState, ...] = ()  # every generic kind of the registry
     policies: tuple[PolicyState, ...] = ()
+    publications: tuple[PublicationState, ...] = ()
     predefined: tuple[PredefinedMembership, ...] = ()  # direct memberships in pg_* roles
     # The predefined roles this server has -> whether the admin may grant and revoke each.
     predefined_roles: dict[str, bool] = field(default_factory=dict)
@@ -507,6 +518,10 @@ class Snapshot:
                     p.get("check"),
                 )
                 for p in sections.get("policies", [])
+            ),
+            publications=tuple(
+                PublicationState(p["name"], p["owner"], bool(p["all_tables"]), tuple(p["tables"]))
+                for p in sections.get("publications", [])
             ),
             predefined=tuple(
                 PredefinedMembership(p["role"], p["member"], p["grantor"])

@@ -242,6 +242,8 @@ class Spec(BaseModel):
     # name -> predefined roles): granted to the managed roles and readers, allowed for others;
     # any other of a role in scope is revoked (pgprov.access.privileges.predefined_*).
     predefined_roles: dict[Identifier, tuple[PredefinedName, ...]] = Field(default_factory=dict)
+    # Publications that belong (name -> owner), e.g. a CDC tool's: any other one is named.
+    publications: dict[Identifier, Identifier] = Field(default_factory=dict)
 
     @property
     def owner(self) -> str:
@@ -314,6 +316,7 @@ HOST_KEYS: dict[str, str] = {
     "pg_readers": "readers",
     "pg_privileged_roles": "privileged_roles",
     "pg_predefined_roles": "predefined_roles",
+    "pg_publications": "publications",
 }
 PASSWORD_KEYS = {
     "pg_migrator_password": "migrator",

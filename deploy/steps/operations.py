@@ -35,6 +35,7 @@ from pgprov.steps.plan import (
     defaults_notice,
     parameters_notice,
     predefined_notice,
+    publications_notice,
     quiet_notice,
 )
 from pyinfra import host, logger, state
@@ -127,6 +128,7 @@ def provision(spec: Spec, inputs: HostInputs, run: HostRun):
         defaults_notice(spec, snap),
         predefined_notice(spec, snap),
         parameters_notice(spec, snap),
+        publications_notice(spec, snap),
     )
     for notice in notices:
         if notice and run.notify(notice):

@@ -27,6 +27,7 @@ from pgprov.access.privileges import (
     undeclared_memberships,
     undeclared_owners,
     undeclared_predefined,
+    undeclared_publications,
     undeclared_row_security,
     wanted_grants,
 )
@@ -632,6 +633,21 @@ def parameters_notice(spec: Spec, snap: Snapshot) -> str | None:
     return (
         f"the admin {snap.current_user} is no superuser and may not revoke privileges on "
         f"parameters: {'; '.join(left)} are left and the audit names them"
+    )
+
+
+def publications_notice(spec: Spec, snap: Snapshot) -> str | None:
+    """One line naming the publications nobody declared, left for a person; None if none."""
+    left = undeclared_publications(spec, snap)
+    if not left:
+        return None
+    what = "; ".join(
+        f"{p.name} (owner {p.owner}, {'all tables' if p.all_tables else ', '.join(p.tables) or 'no table'})"
+        for p in left
+    )
+    return (
+        f"publications nobody declared in pg_publications are left for a person (a publication "
+        f"feeds another system; the deploy never drops one) and the audit names them: {what}"
     )
 
 
