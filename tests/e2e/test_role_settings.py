@@ -147,12 +147,16 @@ def test_settings_converge_both_ways_and_leave_other_databases_alone(
 
 
 def counting_psql(directory: Path) -> tuple[Path, Path]:
-    """A psql stand-in (for pg_psql) that logs every start, then runs the real client."""
+    """A psql stand-in (for pg_psql) that logs every start with its last argument (``-`` for a
+    session reading SQL from stdin, empty for the event-trigger probe), then runs the client."""
     from pgprov.catalog.psql import local_psql
 
     log = directory / "psql.starts"
     shim = directory / "psql-counting"
-    shim.write_text(f'#!/bin/sh\necho start >> "{log}"\nexec "{local_psql()}" "$@"\n')
+    shim.write_text(
+        f'#!/bin/sh\nfor a; do last=$a; done\necho "start $last" >> "{log}"\n'
+        f'exec "{local_psql()}" "$@"\n'
+    )
     shim.chmod(0o755)
     return shim, log
 
@@ -164,7 +168,8 @@ def test_a_converged_deploy_checks_the_settings_in_its_one_catalog_round_trip(
     env = deployed(pg_server, names, tmp_path, pg_psql=str(shim))
     log.unlink()
     assert deploy(env.data) == NO_COMMANDS
-    assert log.read_text().splitlines() == ["start"]
+    # One catalog session, preceded by the run's probe connection, which runs nothing.
+    assert log.read_text().splitlines() == ["start ", "start -"]
 
 
 def test_a_value_spelled_differently_is_not_set_again(
