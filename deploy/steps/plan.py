@@ -279,26 +279,29 @@ def role_items(
                 }
             )
             for grantor in grantors or [None]:
-                by = f" (granted by {grantor})" if grantor else ""
-                granted_by = grantor if snap.major >= 16 else None
-                items.append(
-                    make_item(
-                        f"revoke undeclared membership of role {name} in {parent}{by}",
-                        "roles.sql.j2",
-                        create=[],
-                        alter=[],
-                        revoke_memberships=[
-                            {"role": parent, "member": name, "granted_by": granted_by}
-                        ],
-                        grant_memberships=[],
-                    )
-                )
+                items.append(revoke_membership_item(snap, parent, name, grantor))
     return (
         items
         + reader_items(spec, snap)
         + membership_items(spec, snap)
         + predefined_items(spec, snap)
         + memberships
+    )
+
+
+def revoke_membership_item(snap: Snapshot, role: str, member: str, grantor: str | None) -> Item:
+    """REVOKE role FROM member, one undeclared membership. PostgreSQL 16+ keeps one grant per
+    grantor and REVOKE removes only the one it names, so the grantor is named there."""
+    by = f" (granted by {grantor})" if grantor else ""
+    return make_item(
+        f"revoke undeclared membership of role {member} in {role}{by}",
+        "roles.sql.j2",
+        create=[],
+        alter=[],
+        revoke_memberships=[
+            {"role": role, "member": member, "granted_by": grantor if snap.major >= 16 else None}
+        ],
+        grant_memberships=[],
     )
 
 
@@ -311,18 +314,7 @@ def predefined_items(spec: Spec, snap: Snapshot) -> list[Item]:
     for p in undeclared_predefined(spec, snap):
         if p.role in out_of_reach:
             continue
-        granted_by = p.grantor if snap.major >= 16 else None
-        items.append(
-            make_item(
-                f"revoke undeclared membership of role {p.member} in {p.role} "
-                f"(granted by {p.grantor})",
-                "roles.sql.j2",
-                create=[],
-                alter=[],
-                revoke_memberships=[{"role": p.role, "member": p.member, "granted_by": granted_by}],
-                grant_memberships=[],
-            )
-        )
+        items.append(revoke_membership_item(snap, p.role, p.member, p.grantor))
     for member, role in missing_predefined(spec, snap):
         if role in out_of_reach:
             continue
@@ -389,18 +381,7 @@ def membership_items(spec: Spec, snap: Snapshot) -> list[Item]:
     # A grant made by a member that loses its membership (ADMIN OPTION) goes first: on 16+
     # the grantor's own membership cannot be revoked while grants depend on it.
     for m in sorted(undeclared, key=lambda m: m.grantor not in revoked):
-        granted_by = m.grantor if snap.major >= 16 else None
-        by = f" (granted by {m.grantor})" if m.grantor else ""
-        items.append(
-            make_item(
-                f"revoke undeclared membership of role {m.member} in {m.role}{by}",
-                "roles.sql.j2",
-                create=[],
-                alter=[],
-                revoke_memberships=[{"role": m.role, "member": m.member, "granted_by": granted_by}],
-                grant_memberships=[],
-            )
-        )
+        items.append(revoke_membership_item(snap, m.role, m.member, m.grantor))
     return items
 
 
