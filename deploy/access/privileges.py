@@ -23,6 +23,7 @@ from pgprov.catalog.kinds import BY_SECTION, DEFAULT_OBJECTS, DEFAULT_PUBLIC
 from pgprov.catalog.state import (
     PUBLIC,
     AclEntry,
+    LargeObjects,
     MembershipState,
     PolicyState,
     PredefinedMembership,
@@ -97,6 +98,8 @@ class Grant:
             return f"column {name}({self.column})"
         if self.object_type == "FUNCTION":
             return f"function {name}({self.args})"
+        if self.object_type == "LARGE OBJECT":
+            return f"large objects owned by {display_grantee(self.name)}"
         return f"{self.object_type.lower()} {name}"
 
     def describe(self) -> str:
@@ -117,7 +120,7 @@ PRIVILEGE_ORDER = (
 )  # fmt: skip
 OBJECT_ORDER = (
     "DATABASE", "SCHEMA", "TABLE", "SEQUENCE", "COLUMN", "FUNCTION", "TYPE", "DOMAIN",
-    "FOREIGN DATA WRAPPER", "FOREIGN SERVER", "PARAMETER", "DEFAULT",
+    "FOREIGN DATA WRAPPER", "FOREIGN SERVER", "PARAMETER", "LARGE OBJECT", "DEFAULT",
 )  # fmt: skip
 
 
@@ -220,6 +223,10 @@ def wanted_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
     wanted: set[Grant] = {Grant("SCHEMA", None, "public", "USAGE", PUBLIC)}
     schema = spec.schema_name
     runtime = spec.runtime_role
+    declared_objects = spec.declared_large_objects()
+    for lo in snap.large_objects:
+        for grantee, privileges in declared_objects.get(lo.owner, {}).items():
+            wanted |= {Grant("LARGE OBJECT", None, lo.owner, p, grantee) for p in privileges}
     for reader in spec.readers:
         wanted.add(Grant("DATABASE", None, spec.database, "CONNECT", reader))
         wanted.add(Grant("SCHEMA", None, schema, "USAGE", reader))
@@ -310,6 +317,15 @@ def current_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
             if not (g.is_public and g.privilege in kind.public_default and not g.grantable)
             and (not kind.cluster_wide or g.grantee in scope)
         }
+    declared_objects = spec.declared_large_objects()
+    for lo in snap.large_objects:
+        declared = declared_objects.get(lo.owner, {})
+        for e, count in lo.acl:
+            # A declared privilege is held once all of the owner's objects carry it.
+            if count == lo.count or e.grantable or e.privilege not in declared.get(e.grantee, ()):
+                current.add(
+                    Grant("LARGE OBJECT", None, lo.owner, e.privilege, e.grantee, e.grantable)
+                )
     current |= current_default_grants(spec, snap)
     global_entries = {(d.role, d.objtype) for d in snap.default_acls if d.schema is None}
     for objtype, builtin in BUILTIN_GLOBAL_DEFAULTS.items():
@@ -555,3 +571,14 @@ def undeclared_publications(spec: Spec, snap: Snapshot) -> list[PublicationState
     systems (a CDC tool depends on its publication), so the deploy never drops one: the audit
     names it and the plan leaves it for a person."""
     return [p for p in snap.publications if spec.publications.get(p.name) != p.owner]
+
+
+# --- large objects -----------------------------------------------------------------------------
+
+
+def undeclared_large_objects(spec: Spec, snap: Snapshot) -> list[LargeObjects]:
+    """The large objects of owners ``pg_large_objects`` does not declare. They hold data
+    (``lo_unlink`` deletes it), so the deploy never removes one: the audit names them and the
+    plan leaves them for a person."""
+    declared = spec.declared_large_objects()
+    return [lo for lo in snap.large_objects if lo.owner not in declared]

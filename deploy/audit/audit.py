@@ -330,6 +330,31 @@ def publication_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     return checks
 
 
+def large_object_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """The owners of large objects, one row each (aggregated: there may be millions), and every
+    declared owner: declared, or a difference (they hold data; the deploy never unlinks one).
+    Privileges on them are grant rows (``grant_checks``)."""
+    found = {lo.owner: lo for lo in snap.large_objects}
+    declared = spec.declared_large_objects()
+    checks = []
+    for owner in sorted({*found, *declared}):
+        held = found.get(owner)
+        actual = f"{held.count} (oids {held.first}..{held.last})" if held else "none"
+        checks.append(
+            Check(
+                host,
+                "large objects",
+                owner,
+                f"database {spec.database}",
+                "large objects owned",
+                "declared (pg_large_objects)" if owner in declared else "none (pg_large_objects)",
+                actual,
+                "NOTE" if held is None else "OK" if owner in declared else "DRIFT",
+            )
+        )
+    return checks
+
+
 def bypass_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     """Roles no grant stops (SUPERUSER, BYPASSRLS, members of pg_read_all_data /
     pg_write_all_data and of pg_execute_server_program / pg_read_server_files /
@@ -673,6 +698,7 @@ def catalog_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
         *code_checks(host, spec, snap),
         *row_security_checks(host, spec, snap),
         *publication_checks(host, spec, snap),
+        *large_object_checks(host, spec, snap),
         *grant_checks(host, spec, snap),
         *index_checks(host, spec, snap),
         *migration_checks(host, spec, snap),

@@ -60,6 +60,10 @@ KINDS: tuple[Kind, ...] = (
     # Publications feed other systems (CDC): never dropped; undeclared ones are named by the
     # audit and left for a person (pgprov.access.privileges.undeclared_publications).
     Kind("publications", "publication", (), generic=False),
+    # Large objects hold data: never unlinked. Read aggregated per owner (an application may
+    # hold millions); owners nobody declared are named and left for a person, undeclared
+    # privileges revoked on all of an owner's objects at once (pgprov.access.privileges).
+    Kind("large_objects", "large object", ("SELECT", "UPDATE"), generic=False),
     # Base, composite, enum and range types and domains; not a table's row type, an array
     # type or a multirange, which follow the object they belong to.
     Kind("types", "type", ("USAGE",), public_default=("USAGE",)),

@@ -225,6 +225,19 @@ class PublicationState:
 
 
 @dataclass(frozen=True)
+class LargeObjects:
+    """The large objects one role owns, aggregated (an application may hold millions): how
+    many, the first and last oid, and each ACL entry but the owner's own with how many of
+    them carry it."""
+
+    owner: str
+    count: int
+    first: int
+    last: int
+    acl: tuple[tuple[AclEntry, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class PredefinedMembership:
     """``member`` is directly a member of the predefined role ``role`` (pg_signal_backend, ...),
     granted by ``grantor``."""
@@ -312,6 +325,7 @@ class Snapshot:
     objects: tuple[ObjectState, ...] = ()  # every generic kind of the registry
     policies: tuple[PolicyState, ...] = ()
     publications: tuple[PublicationState, ...] = ()
+    large_objects: tuple[LargeObjects, ...] = ()  # one row per owner
     predefined: tuple[PredefinedMembership, ...] = ()  # direct memberships in pg_* roles
     # The predefined roles this server has -> whether the admin may grant and revoke each.
     predefined_roles: dict[str, bool] = field(default_factory=dict)
@@ -522,6 +536,19 @@ class Snapshot:
             publications=tuple(
                 PublicationState(p["name"], p["owner"], bool(p["all_tables"]), tuple(p["tables"]))
                 for p in sections.get("publications", [])
+            ),
+            large_objects=tuple(
+                LargeObjects(
+                    lo["owner"],
+                    int(lo["count"]),
+                    int(lo["first"]),
+                    int(lo["last"]),
+                    tuple(
+                        (AclEntry(grantee_name(g), str(p), bool(o)), int(n))
+                        for g, p, o, n in lo["acl"]
+                    ),
+                )
+                for lo in sections.get("large_objects", [])
             ),
             predefined=tuple(
                 PredefinedMembership(p["role"], p["member"], p["grantor"])

@@ -176,6 +176,7 @@ SettingName = Annotated[str, AfterValidator(_setting_name)]
 SettingValue = Annotated[str, BeforeValidator(_setting_value)]
 Duration = Annotated[float, BeforeValidator(_duration)]
 PredefinedName = Annotated[str, AfterValidator(_predefined_name)]
+LargeObjectPrivilege = Literal["SELECT", "UPDATE"]
 
 
 class AdminConnection(BaseModel):
@@ -244,6 +245,11 @@ class Spec(BaseModel):
     predefined_roles: dict[Identifier, tuple[PredefinedName, ...]] = Field(default_factory=dict)
     # Publications that belong (name -> owner), e.g. a CDC tool's: any other one is named.
     publications: dict[Identifier, Identifier] = Field(default_factory=dict)
+    # Owners whose large objects belong (role, or a managed role's logical name -> {grantee:
+    # privileges on all of them}): any other owner's are named; undeclared privileges revoked.
+    large_objects: dict[Identifier, dict[Identifier, tuple[LargeObjectPrivilege, ...]]] = Field(
+        default_factory=dict
+    )
 
     @property
     def owner(self) -> str:
@@ -275,9 +281,24 @@ class Spec(BaseModel):
         """Role name -> the predefined roles it is declared to hold (logical names resolved)."""
         out: dict[str, frozenset[str]] = {}
         for key, names in self.predefined_roles.items():
-            role = getattr(self, key) if key in self.logical_roles else key
+            role = self._role_of(key)
             out[role] = out.get(role, frozenset()) | frozenset(names)
         return out
+
+    def declared_large_objects(self) -> dict[str, dict[str, frozenset[str]]]:
+        """Owner -> {grantee: privileges} on every large object it owns (logical names
+        resolved on both sides)."""
+        out: dict[str, dict[str, frozenset[str]]] = {}
+        for key, grants in self.large_objects.items():
+            held = out.setdefault(self._role_of(key), {})
+            for grantee, privileges in grants.items():
+                who = self._role_of(grantee)
+                held[who] = held.get(who, frozenset()) | frozenset(privileges)
+        return out
+
+    def _role_of(self, name: str) -> str:
+        """A role name, or a managed role's logical name (migrator, runtime, app_user)."""
+        return getattr(self, name) if name in self.logical_roles else name
 
     def declared_settings(self) -> dict[str, dict[str, str]]:
         """Role name -> declared {setting: value}, for every managed role (search_path apart)."""
@@ -317,6 +338,7 @@ HOST_KEYS: dict[str, str] = {
     "pg_privileged_roles": "privileged_roles",
     "pg_predefined_roles": "predefined_roles",
     "pg_publications": "publications",
+    "pg_large_objects": "large_objects",
 }
 PASSWORD_KEYS = {
     "pg_migrator_password": "migrator",
@@ -340,7 +362,7 @@ def _field_of(loc: tuple[Any, ...]) -> str:
         return {v: k for k, v in ADMIN_KEYS.items()}.get(str(loc[1]), f"admin.{loc[1]}")
     if (
         loc
-        and loc[0] in ("role_settings", "connection_limits", "predefined_roles")
+        and loc[0] in ("role_settings", "connection_limits", "predefined_roles", "large_objects")
         and len(loc) > 1
     ):
         where = ".".join(str(part) for part in loc[1:] if part != "[key]")

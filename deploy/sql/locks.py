@@ -183,12 +183,20 @@ def with_lock_retries(body: str, policy: LockPolicy, *, what: str) -> str:
         body=body,
         tag=tag,
         body_tag=body_tag,
-        lock_timeout_ms=policy.lock_timeout_ms,
-        lock_wait_ms=policy.lock_wait_ms,
-        seconds=policy.lock_timeout,
-        first_pause=FIRST_PAUSE,
-        max_pause=MAX_PAUSE,
+        **retry_context(policy),
     )
+
+
+def retry_context(policy: LockPolicy) -> dict[str, object]:
+    """What a template that retries on the server under ``policy`` needs (lock_retries.sql.j2,
+    and the batches of large_object_privileges.sql.j2)."""
+    return {
+        "lock_timeout_ms": policy.lock_timeout_ms,
+        "lock_wait_ms": policy.lock_wait_ms,
+        "seconds": policy.lock_timeout,
+        "first_pause": FIRST_PAUSE,
+        "max_pause": MAX_PAUSE,
+    }
 
 
 def blockers_query(policy: LockPolicy) -> str:

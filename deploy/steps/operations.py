@@ -33,6 +33,7 @@ from pgprov.steps.plan import (
     Item,
     build_plan,
     defaults_notice,
+    large_objects_notice,
     parameters_notice,
     predefined_notice,
     publications_notice,
@@ -129,6 +130,7 @@ def provision(spec: Spec, inputs: HostInputs, run: HostRun):
         predefined_notice(spec, snap),
         parameters_notice(spec, snap),
         publications_notice(spec, snap),
+        large_objects_notice(spec, snap),
     )
     for notice in notices:
         if notice and run.notify(notice):

@@ -24,6 +24,7 @@ from pgprov.access.privileges import (
     group,
     missing_predefined,
     predefined_out_of_reach,
+    undeclared_large_objects,
     undeclared_memberships,
     undeclared_owners,
     undeclared_predefined,
@@ -45,14 +46,18 @@ from pgprov.model.spec import Spec
 from pgprov.sql.locks import (
     PROVISION_LOCK_KEY,
     LockPolicy,
+    retry_context,
     session_lock,
     session_setup,
     session_unlock,
     with_lock_retries,
 )
 from pgprov.sql.quiet import QUIET, QuietSetting, logs
-from pgprov.sql.render import render
+from pgprov.sql.render import ident, render
 
+# Large objects whose privileges change in one transaction (PostgreSQL 18 locks each one; the
+# lock table holds max_locks_per_transaction x max_connections, 6,400 by default).
+LARGE_OBJECT_BATCH = 1000
 UNSAMPLED = "SET log_transaction_sample_rate = 0;"
 RESAMPLED = "RESET log_transaction_sample_rate;"
 
@@ -118,6 +123,9 @@ class Plan:
     roles: list[Item] = field(default_factory=list)
     create_database: list[Item] = field(default_factory=list)
     database: list[Item] = field(default_factory=list)
+    # After the database transaction, in transactions of their own: work on more objects than
+    # one transaction may lock (privileges on large objects), under the session's advisory lock.
+    batches: list[Item] = field(default_factory=list)
     # The settings the admin may set to keep the role statements' verifiers out of every log
     # (sql_templates/unlogged.sql.j2); sampling a whole transaction into the log is decided
     # at BEGIN, so it is switched off around the roles transaction when the admin may.
@@ -125,7 +133,7 @@ class Plan:
 
     @property
     def items(self) -> list[Item]:
-        return [*self.roles, *self.create_database, *self.database]
+        return [*self.roles, *self.create_database, *self.database, *self.batches]
 
     @property
     def empty(self) -> bool:
@@ -180,6 +188,15 @@ class Plan:
                         what=f"database {self.spec.database}",
                     ),
                 )
+            )
+        if self.batches:
+            if not self.database:
+                parts.append(f"\\connect {ident(self.spec.database)}\n{session_setup()}")
+            parts.append(
+                session_lock(PROVISION_LOCK_KEY)
+                + body(self.batches)
+                + "\n"
+                + session_unlock(PROVISION_LOCK_KEY)
             )
         # The first connection's session setup; the database transaction's comes after \connect.
         return "".join([session_setup(), *parts]) if parts else ""
@@ -545,10 +562,37 @@ def grant_items(spec: Spec, snap: Snapshot) -> list[Item]:
     left (``defaults_notice``, ``parameters_notice`` say so)."""
     to_revoke, to_grant = diff(wanted_grants(spec, snap), current_grants(spec, snap))
     to_revoke = [g for g in to_revoke if not _out_of_reach(snap, g)]
+    to_revoke = [g for g in to_revoke if g.object_type != "LARGE OBJECT"]
+    to_grant = [g for g in to_grant if g.object_type != "LARGE OBJECT"]
     return [
         *(_grant_item(g, "revoke") for g in group(to_revoke)),
         *(_grant_item(g, "grant") for g in group(to_grant)),
     ]
+
+
+def large_object_items(spec: Spec, snap: Snapshot, policy: LockPolicy) -> list[Item]:
+    """Privileges on large objects, per owner, grantee and verb: all of the owner's objects at
+    once, found on the server and changed in batches of their own transactions (there may be
+    millions; sql_templates/large_object_privileges.sql.j2), after the database transaction."""
+    to_revoke, to_grant = diff(wanted_grants(spec, snap), current_grants(spec, snap))
+    items = []
+    for verb, grants in (("revoke", to_revoke), ("grant", to_grant)):
+        chosen = [g for g in grants if g.object_type == "LARGE OBJECT"]
+        for g in group([g for g in chosen if not _out_of_reach(snap, g)]):
+            lists = {
+                "revoke": [g] if verb == "revoke" else [],
+                "grant": [g] if verb == "grant" else [],
+            }
+            items.append(
+                make_item(
+                    f"{verb} {g.describe()}",
+                    "large_object_privileges.sql.j2",
+                    batch=LARGE_OBJECT_BATCH,
+                    **lists,
+                    **retry_context(policy),
+                )
+            )
+    return items
 
 
 def _grant_item(grant: GrantGroup, verb: str) -> Item:
@@ -595,9 +639,13 @@ def predefined_notice(spec: Spec, snap: Snapshot) -> str | None:
 
 def _out_of_reach(snap: Snapshot, grant: Grant) -> bool:
     """A privilege the admin may not revoke: another role's default privileges it cannot SET
-    ROLE to; a parameter's, unless it is a superuser."""
+    ROLE to; a parameter's, unless it is a superuser; one on large objects whose owner's
+    privileges it does not have."""
     if grant.object_type == "DEFAULT":
         return grant.name in defaults_out_of_reach(snap)
+    if grant.object_type == "LARGE OBJECT" and not snap.is_superuser:
+        owner = snap.roles.get(grant.name)
+        return owner is None or not owner.admin_can_use
     return grant.object_type == "PARAMETER" and not snap.is_superuser
 
 
@@ -630,6 +678,33 @@ def publications_notice(spec: Spec, snap: Snapshot) -> str | None:
         f"publications nobody declared in pg_publications are left for a person (a publication "
         f"feeds another system; the deploy never drops one) and the audit names them: {what}"
     )
+
+
+def large_objects_notice(spec: Spec, snap: Snapshot) -> str | None:
+    """One line naming the large objects of owners nobody declared, left for a person, and the
+    privileges on large objects the admin may not revoke; None if neither."""
+    parts = []
+    left = undeclared_large_objects(spec, snap)
+    if left:
+        what = "; ".join(
+            f"{lo.count} owned by {lo.owner} (oids {lo.first}..{lo.last})" for lo in left
+        )
+        parts.append(
+            "large objects of owners nobody declared in pg_large_objects are left for a person "
+            f"(they hold data; the deploy never unlinks one) and the audit names them: {what}"
+        )
+    to_revoke, _ = diff(wanted_grants(spec, snap), current_grants(spec, snap))
+    kept = sorted(
+        g.describe()
+        for g in to_revoke
+        if g.object_type == "LARGE OBJECT" and _out_of_reach(snap, g)
+    )
+    if kept:
+        parts.append(
+            f"the admin {snap.current_user} does not have the owners' privileges and leaves "
+            f"{'; '.join(kept)}; the audit names them"
+        )
+    return "; ".join(parts) or None
 
 
 def defaults_notice(spec: Spec, snap: Snapshot) -> str | None:
@@ -741,6 +816,7 @@ def build_plan(
         *grant_items(spec, snap),
         *row_security_items(spec, snap),
     ]
+    plan.batches = large_object_items(spec, snap, policy)
     return plan
 
 

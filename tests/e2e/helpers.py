@@ -81,6 +81,13 @@ def superuser_sql(server: Server, dbname: str, statement: str, names: Names, **e
         conn.execute(sql.SQL(statement).format(**identifiers(names, **extra)))  # type: ignore[arg-type]
 
 
+def owners_and_acls(server: Server, dbname: str, query: str) -> dict[Any, tuple[str, list[str]]]:
+    """``query``'s rows (key, owner, ACL as text[]) as key -> (owner, sorted ACL entries)."""
+    with server.connect(dbname) as conn:
+        rows = conn.execute(query).fetchall()
+    return {key: (owner, sorted(acl)) for key, owner, acl in rows}
+
+
 def prefixed_objects(server: Server, prefix: str) -> list[str]:
     """Every role and database whose name starts with ``prefix`` (what a deploy would create)."""
     with server.connect() as conn:

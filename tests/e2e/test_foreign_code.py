@@ -12,7 +12,6 @@ proves it ran as a superuser), or shows its effect in the grants it makes.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -23,7 +22,6 @@ from tests.deploykit import DeployEnv, run_api, write_inventory
 from tests.e2e.helpers import (
     assert_one_clear_line,
     console,
-    deployed_with_a_stranger,
     lines_with,
     login,
 )
@@ -59,12 +57,6 @@ def marks_as_superuser(name: sql.Composable) -> sql.Composable:
         " EXECUTE format('COPY (SELECT 1) TO %L', current_setting('data_directory')"
         " || '/' || {m}); END IF; END $$"
     ).format(m=name)
-
-
-@pytest.fixture
-def deployed(pg_server: Server, names: Names, tmp_path: Path) -> Iterator[DeployEnv]:
-    with deployed_with_a_stranger(pg_server, names, tmp_path) as env:
-        yield env
 
 
 def routines_of(server: Server, names: Names, owners: list[str]) -> list[tuple[str, str]]:

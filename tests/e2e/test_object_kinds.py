@@ -5,7 +5,6 @@ nothing. PUBLIC's built-in USAGE on a type is PostgreSQL's default and stays."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -16,31 +15,25 @@ from tests.deploykit import DeployEnv, run_api, run_cli, write_inventory
 from tests.e2e.helpers import (
     combined,
     console,
-    deployed_with_a_stranger,
     lines_with,
     managed_admin_env,
+    owners_and_acls,
 )
 from tests.pgserver import Names, Server, drop_prefixed
 
 pytestmark = pytest.mark.db
 
 
-@pytest.fixture
-def deployed(pg_server: Server, names: Names, tmp_path: Path) -> Iterator[DeployEnv]:
-    with deployed_with_a_stranger(pg_server, names, tmp_path) as env:
-        yield env
-
-
 def types_of(server: Server, names: Names) -> dict[str, tuple[str, list[str]]]:
     """schema.name -> (owner, ACL entries as text) of the planted types and domains."""
-    with server.connect(names.database) as conn:
-        rows = conn.execute(
-            "SELECT n.nspname || '.' || t.typname, pg_get_userbyid(t.typowner)::text,"
-            " COALESCE(t.typacl::text[], '{}')"
-            " FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
-            " WHERE t.typname LIKE 'kind\\_%' ORDER BY 1"
-        ).fetchall()
-    return {name: (owner, sorted(acl)) for name, owner, acl in rows}
+    return owners_and_acls(
+        server,
+        names.database,
+        "SELECT n.nspname || '.' || t.typname, pg_get_userbyid(t.typowner)::text,"
+        " COALESCE(t.typacl::text[], '{}')"
+        " FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
+        " WHERE t.typname LIKE 'kind\\_%' ORDER BY 1",
+    )
 
 
 def test_types_and_domains_of_strangers_and_grants_on_them_are_named_and_repaired(

@@ -4,23 +4,16 @@ and never dropped; declared in ``pg_publications`` with its owner, it passes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from psycopg import sql
 
 from tests.deploykit import DeployEnv, run_cli, write_inventory
-from tests.e2e.helpers import combined, console, deployed_with_a_stranger, lines_with
+from tests.e2e.helpers import combined, console, lines_with
 from tests.pgserver import Names, Server
 
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-def deployed(pg_server: Server, names: Names, tmp_path: Path) -> Iterator[DeployEnv]:
-    with deployed_with_a_stranger(pg_server, names, tmp_path) as env:
-        yield env
 
 
 def publications(server: Server, names: Names) -> list[tuple[str, str]]:

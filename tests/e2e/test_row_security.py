@@ -5,7 +5,6 @@ service's INSERT works again, and a second deploy sends nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -13,16 +12,10 @@ import pytest
 from psycopg import sql
 
 from tests.deploykit import DeployEnv, run_api, write_inventory
-from tests.e2e.helpers import console, deployed_with_a_stranger, lines_with, login
+from tests.e2e.helpers import console, lines_with, login
 from tests.pgserver import Names, Server
 
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-def deployed(pg_server: Server, names: Names, tmp_path: Path) -> Iterator[DeployEnv]:
-    with deployed_with_a_stranger(pg_server, names, tmp_path) as env:
-        yield env
 
 
 def insert_a_unit(server: Server, env: DeployEnv, names: Names, symbol: str) -> None:

@@ -1,0 +1,145 @@
+"""Large objects hold data (``lo_unlink`` deletes it): the deploy never removes one. Privileges
+on them nobody declared are revoked, on all of an owner's objects at once; objects of owners
+``pg_large_objects`` does not declare are named by the audit and left for a person; declared,
+they pass. The snapshot reads them aggregated per owner, so thousands of them are one row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from pgprov.catalog.state import AclEntry
+from psycopg import sql
+
+from tests.deploykit import DeployEnv, run_api, run_cli, snapshot, write_inventory
+from tests.e2e.helpers import combined, console, lines_with, login, owners_and_acls
+from tests.pgserver import Names, Server
+
+pytestmark = pytest.mark.db
+
+
+def large_objects(server: Server, names: Names) -> dict[int, tuple[str, list[str]]]:
+    """oid -> (owner, ACL entries as text) of every large object of the database."""
+    return owners_and_acls(
+        server,
+        names.database,
+        "SELECT oid::bigint, pg_get_userbyid(lomowner)::text, COALESCE(lomacl::text[], '{}')"
+        " FROM pg_largeobject_metadata",
+    )
+
+
+def create_as(server: Server, names: Names, role: str, data: bytes) -> int:
+    with server.connect(names.database) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        return conn.execute("SELECT lo_from_bytea(0, %s)::bigint", [data]).fetchone()[0]
+
+
+def reads(env: DeployEnv, server: Server, names: Names, oid: int) -> bytes | str:
+    """What the runtime's own session gets from lo_get: the data, or the error's class."""
+    with login(server, env, names, "runtime") as conn:
+        try:
+            return conn.execute("SELECT lo_get(%s)", [oid]).fetchone()[0]
+        except psycopg.Error as exc:
+            return type(exc).__name__
+
+
+def test_privileges_on_large_objects_are_revoked_and_the_objects_are_left_for_a_person(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    stranger, migrator, runtime = names.role("x"), names.migrator, names.runtime
+    ident = {"x": sql.Identifier(stranger), "r": sql.Identifier(runtime)}
+    # The migrator's report, readable and writable by the runtime; a stranger's, whose SELECT
+    # the runtime may pass on; one the runtime made itself (anyone may create large objects).
+    report = create_as(pg_server, names, migrator, b"report")
+    secret = create_as(pg_server, names, stranger, b"secret")
+    stash = create_as(pg_server, names, runtime, b"stash")
+    with pg_server.connect(names.database) as conn:
+        for statement in (
+            f"GRANT SELECT, UPDATE ON LARGE OBJECT {report} TO {{r}}",
+            f"GRANT SELECT ON LARGE OBJECT {secret} TO {{r}} WITH GRANT OPTION",
+            f"GRANT SELECT ON LARGE OBJECT {secret} TO PUBLIC",
+        ):
+            conn.execute(sql.SQL(statement).format(**ident))
+    assert reads(deployed, pg_server, names, report) == b"report"
+    assert reads(deployed, pg_server, names, secret) == b"secret"
+    inventory = write_inventory(tmp_path, deployed.data)
+
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    for needles in (
+        ("DRIFT", runtime, f"large objects owned by {migrator}", "SELECT"),
+        ("DRIFT", runtime, f"large objects owned by {migrator}", "UPDATE"),
+        ("DRIFT", runtime, f"large objects owned by {stranger}", "WITH GRANT OPTION"),
+        ("DRIFT", "PUBLIC", f"large objects owned by {stranger}", "SELECT"),
+        ("DRIFT", stranger, "large objects owned", f"1 (oids {secret}..{secret})"),
+        ("DRIFT", runtime, "large objects owned", f"1 (oids {stash}..{stash})"),
+        ("DRIFT", migrator, "large objects owned", f"1 (oids {report}..{report})"),
+    ):
+        assert lines_with(audit.stdout, *needles), (needles, audit.stdout)
+
+    deploy = run_cli(tmp_path, deployed.data)
+    assert deploy.returncode == 0, combined(deploy)
+    [notice] = lines_with(combined(deploy), "left for a person", "large objects")
+    assert f"owned by {stranger}" in notice and f"owned by {runtime}" in notice
+    assert reads(deployed, pg_server, names, report) == "InsufficientPrivilege"
+    assert reads(deployed, pg_server, names, secret) == "InsufficientPrivilege"
+    assert reads(deployed, pg_server, names, stash) == b"stash"  # its own, never unlinked
+    assert large_objects(pg_server, names) == {
+        report: (migrator, [f"{migrator}=rw/{migrator}"]),
+        secret: (stranger, [f"{stranger}=rw/{stranger}"]),
+        stash: (runtime, []),
+    }
+    again = run_api(deployed.data)
+    assert again.success and not any(again.changed.values()), again
+
+    # Declared: the owners' objects belong, and the runtime reads the migrator's.
+    declared = {
+        **deployed.data,
+        "pg_large_objects": {"migrator": {"runtime": ["SELECT"]}, "runtime": {}, stranger: {}},
+    }
+    grant = run_api(declared)
+    assert grant.success and grant.changed["provision"], grant
+    assert reads(deployed, pg_server, names, report) == b"report"
+    inventory = write_inventory(tmp_path, declared)
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert lines_with(audit.stdout, "OK", runtime, f"large objects owned by {migrator}", "SELECT")
+    again = run_cli(tmp_path, declared)
+    assert again.returncode == 0 and not lines_with(combined(again), "left for a person")
+
+
+def test_thousands_of_large_objects_are_one_row_of_the_snapshot_and_one_statement(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """An application's 25,000 large objects, each readable by a stranger: the snapshot holds
+    one row for their owner with the count, and one deploy revokes the privilege on every one
+    of them (the oids go to REVOKE on the server, 10,000 at a time)."""
+    stranger, runtime = names.role("x"), names.runtime
+    with pg_server.connect(names.database) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(runtime)))
+        conn.execute("SELECT lo_create(0) FROM generate_series(1, 25000)")
+        conn.execute(
+            sql.SQL(
+                "DO $$ DECLARE o oid; n int := 0; BEGIN"
+                " FOR o IN SELECT oid FROM pg_largeobject_metadata LOOP"
+                " EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO {}', o); n := n + 1;"
+                " IF n % 1000 = 0 THEN COMMIT; END IF; END LOOP; END $$"
+            ).format(sql.Identifier(stranger))
+        )
+    snap = snapshot(pg_server, deployed)
+    [lo] = snap.large_objects
+    assert (lo.owner, lo.count, lo.acl) == (
+        runtime,
+        25000,
+        ((AclEntry(stranger, "SELECT"), 25000),),
+    )
+
+    repair = run_api({**deployed.data, "pg_large_objects": {"runtime": {}}})
+    assert repair.success and repair.changed["provision"], repair
+    with pg_server.connect(names.database) as conn:
+        left = conn.execute(
+            "SELECT count(*) FILTER (WHERE lomacl IS NOT NULL AND cardinality(lomacl) > 1),"
+            " count(*) FROM pg_largeobject_metadata"
+        ).fetchone()
+    assert tuple(left) == (0, 25000)

@@ -1,0 +1,156 @@
+"""Large objects without a server: the key's validation, the aggregated snapshot rows, which
+privileges the deploy revokes or grants (a declared one counts once every object carries it),
+and the plan's batches after the database transaction."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pgprov.access.privileges import (
+    Grant,
+    current_grants,
+    diff,
+    undeclared_large_objects,
+    wanted_grants,
+)
+from pgprov.catalog.state import AclEntry, Snapshot
+from pgprov.model.spec import PUBLIC, SpecError, build_spec
+from pgprov.sql.locks import LockPolicy
+from pgprov.steps.plan import build_plan, large_objects_notice
+
+BASE = {
+    "pg_environment": "staging",
+    "pg_profile": "split",
+    "pg_migrator_password": "env:M",
+    "pg_runtime_password": "env:R",
+}
+
+
+def spec(**extra: object):
+    return build_spec({**BASE, **extra}, inventory="inv.py", host="h")
+
+
+def snapshot(large_objects: list[dict], *, superuser: bool = True) -> Snapshot:
+    lines = [
+        {"cluster": {"server_version_num": 180000, "in_recovery": False,
+                     "current_user": "postgres", "is_superuser": superuser,
+                     "can_create_role": True, "password_encryption": "scram-sha-256"}},
+        {"roles": []},
+        {"database": {"name": "hinfelaar_fastapi", "owner": "app_migrator", "acl": []}},
+        {"large_objects": large_objects},
+    ]  # fmt: skip
+    return Snapshot.parse(json.dumps(line) for line in lines)
+
+
+def owned(owner: str, count: int, *acl: tuple[str | None, str, bool, int]) -> dict:
+    return {"owner": owner, "count": count, "first": 100, "last": 99 + count, "acl": list(acl)}
+
+
+def large_object_changes(s, snap) -> tuple[set[tuple], set[tuple]]:
+    revoke, grant = diff(wanted_grants(s, snap), current_grants(s, snap))
+    key = lambda g: (g.name, g.grantee, g.privilege, g.grantable)  # noqa: E731
+    only = [g for g in revoke if g.object_type == "LARGE OBJECT"]
+    return {key(g) for g in only}, {key(g) for g in grant if g.object_type == "LARGE OBJECT"}
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({"migrator": {"runtime": ["DELETE"]}}, "pg_large_objects: migrator.runtime.0"),
+        ({"Bad-Name": {}}, "pg_large_objects: Bad-Name"),
+        (["migrator"], "pg_large_objects"),
+    ],
+)
+def test_the_key_is_checked_in_one_line_naming_host_and_field(value: object, field: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        spec(pg_large_objects=value)
+    message = str(caught.value)
+    assert message.startswith(f"inv.py: host h: {field}") and "\n" not in message, message
+
+
+def test_logical_names_are_resolved_on_both_sides() -> None:
+    s = spec(pg_large_objects={"migrator": {"runtime": ["SELECT"]}, "files": {"runtime": []}})
+    assert s.declared_large_objects() == {
+        "app_migrator": {"app_runtime": frozenset({"SELECT"})},
+        "files": {"app_runtime": frozenset()},
+    }
+
+
+def test_every_privilege_on_undeclared_owners_objects_is_revoked_and_they_are_named() -> None:
+    snap = snapshot(
+        [
+            owned(
+                "app_migrator", 3, ["app_runtime", "SELECT", False, 3], [None, "UPDATE", False, 1]
+            ),
+            owned("stranger", 2, ["app_runtime", "SELECT", True, 2]),
+        ]
+    )
+    s = spec()
+    revoke, grant = large_object_changes(s, snap)
+    assert revoke == {
+        ("app_migrator", "app_runtime", "SELECT", False),
+        ("app_migrator", PUBLIC, "UPDATE", False),
+        ("stranger", "app_runtime", "SELECT", True),
+    }
+    assert grant == set()
+    assert [lo.owner for lo in undeclared_large_objects(s, snap)] == ["app_migrator", "stranger"]
+    notice = large_objects_notice(s, snap)
+    assert notice is not None and "left for a person" in notice
+    assert "3 owned by app_migrator (oids 100..102)" in notice and "2 owned by stranger" in notice
+
+
+def test_a_declared_privilege_is_held_only_once_every_object_of_the_owner_carries_it() -> None:
+    s = spec(pg_large_objects={"migrator": {"runtime": ["SELECT"]}})
+    partial = snapshot([owned("app_migrator", 3, ["app_runtime", "SELECT", False, 2])])
+    assert large_object_changes(s, partial) == (
+        set(),
+        {("app_migrator", "app_runtime", "SELECT", False)},
+    )
+    complete = snapshot([owned("app_migrator", 3, ["app_runtime", "SELECT", False, 3])])
+    assert large_object_changes(s, complete) == (set(), set())
+    assert undeclared_large_objects(s, complete) == []
+    assert large_objects_notice(s, complete) is None
+    # Declared without its grant option: the option is revoked (CASCADE), the privilege granted.
+    option = snapshot([owned("app_migrator", 3, ["app_runtime", "SELECT", True, 3])])
+    assert large_object_changes(s, option) == (
+        {("app_migrator", "app_runtime", "SELECT", True)},
+        {("app_migrator", "app_runtime", "SELECT", False)},
+    )
+
+
+def test_the_snapshot_row_is_one_per_owner_with_counts() -> None:
+    snap = snapshot([owned("app_runtime", 2_000_000, [None, "SELECT", False, 5])])
+    [lo] = snap.large_objects
+    assert (lo.owner, lo.count, lo.first, lo.last) == ("app_runtime", 2_000_000, 100, 2_000_099)
+    assert lo.acl == ((AclEntry(PUBLIC, "SELECT"), 5),)
+    assert Grant("LARGE OBJECT", None, "app_runtime", "SELECT", PUBLIC).object_text() == (
+        "large objects owned by app_runtime"
+    )
+
+
+def test_the_plan_changes_them_in_batches_after_the_database_transaction() -> None:
+    s = spec()
+    snap = snapshot([owned("stranger", 5, ["app_runtime", "SELECT", False, 5])])
+    plan = build_plan(s, snap, LockPolicy.of(s), lambda role: "v", lambda role, stored: True)
+    [item] = plan.batches
+    assert (
+        item.description == "revoke SELECT on large objects owned by stranger for role app_runtime"
+    )
+    assert "REVOKE SELECT ON LARGE OBJECT " in item.sql and "COMMIT;" in item.sql
+    script = plan.script()
+    # The batches commit on their own, so they follow the database transaction's COMMIT, in
+    # the environment's database, under the session's advisory lock.
+    assert script.index("REVOKE SELECT ON LARGE OBJECT") > script.rindex("\nCOMMIT;\n")
+    assert '\\connect "hinfelaar_fastapi"' in script
+    assert "pg_advisory_lock" in script[script.rindex("\nCOMMIT;\n") :]
+
+
+def test_an_admin_without_the_owners_privileges_leaves_them_and_says_so() -> None:
+    s = spec()
+    snap = snapshot([owned("stranger", 5, ["app_runtime", "SELECT", False, 5])], superuser=False)
+    plan = build_plan(s, snap, LockPolicy.of(s), lambda role: "v", lambda role, stored: True)
+    assert plan.batches == []
+    notice = large_objects_notice(s, snap)
+    assert notice is not None and "does not have the owners' privileges" in notice
+    assert "SELECT on large objects owned by stranger for role app_runtime" in notice
