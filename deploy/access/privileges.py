@@ -23,11 +23,9 @@ from pgprov.catalog.kinds import BY_SECTION, DEFAULT_OBJECTS, DEFAULT_PUBLIC
 from pgprov.catalog.state import (
     PUBLIC,
     AclEntry,
-    LargeObjects,
     MembershipState,
     PolicyState,
     PredefinedMembership,
-    PublicationState,
     RelationState,
     Snapshot,
     display_grantee,
@@ -561,24 +559,3 @@ def undeclared_row_security(
     app = spec.schema_name
     tables = [r for r in snap.relations if r.schema == app and (r.rls or r.force_rls)]
     return tables, [p for p in snap.policies if p.schema == app]
-
-
-# --- publications ------------------------------------------------------------------------------
-
-
-def undeclared_publications(spec: Spec, snap: Snapshot) -> list[PublicationState]:
-    """Publications ``pg_publications`` does not declare with this owner. They feed other
-    systems (a CDC tool depends on its publication), so the deploy never drops one: the audit
-    names it and the plan leaves it for a person."""
-    return [p for p in snap.publications if spec.publications.get(p.name) != p.owner]
-
-
-# --- large objects -----------------------------------------------------------------------------
-
-
-def undeclared_large_objects(spec: Spec, snap: Snapshot) -> list[LargeObjects]:
-    """The large objects of owners ``pg_large_objects`` does not declare. They hold data
-    (``lo_unlink`` deletes it), so the deploy never removes one: the audit names them and the
-    plan leaves them for a person."""
-    declared = spec.declared_large_objects()
-    return [lo for lo in snap.large_objects if lo.owner not in declared]

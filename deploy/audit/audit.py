@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pgprov.access.code import foreign_code
+from pgprov.access.kept import KEPT
 from pgprov.access.privileges import (
     BOOKKEEPING_TABLE,
     DATABASE_OWNER_ROLE,
@@ -301,58 +302,15 @@ def row_security_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     return checks
 
 
-def publication_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
-    """Every publication of the database and every declared one: declared with its owner, or a
-    difference (it feeds another system; the deploy never drops it). A declared one that does
-    not exist is a note: pgprov does not create publications."""
-    found = {p.name: p for p in snap.publications}
-    checks = []
-    for name in sorted({*found, *spec.publications}):
-        declared = spec.publications.get(name)
-        held = found.get(name)
-        actual = "missing (pgprov creates no publication)"
-        if held is not None:
-            tables = "all tables" if held.all_tables else ", ".join(held.tables) or "no table"
-            actual = f"owner {held.owner}; {tables}"
-        ok = held is not None and declared == held.owner
-        checks.append(
-            Check(
-                host,
-                "publications",
-                name,
-                f"database {spec.database}",
-                "publication",
-                f"declared, owner {declared}" if declared else "not declared (pg_publications)",
-                actual,
-                "NOTE" if held is None else "OK" if ok else "DRIFT",
-            )
-        )
-    return checks
-
-
-def large_object_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
-    """The owners of large objects, one row each (aggregated: there may be millions), and every
-    declared owner: declared, or a difference (they hold data; the deploy never unlinks one).
-    Privileges on them are grant rows (``grant_checks``)."""
-    found = {lo.owner: lo for lo in snap.large_objects}
-    declared = spec.declared_large_objects()
-    checks = []
-    for owner in sorted({*found, *declared}):
-        held = found.get(owner)
-        actual = f"{held.count} (oids {held.first}..{held.last})" if held else "none"
-        checks.append(
-            Check(
-                host,
-                "large objects",
-                owner,
-                f"database {spec.database}",
-                "large objects owned",
-                "declared (pg_large_objects)" if owner in declared else "none (pg_large_objects)",
-                actual,
-                "NOTE" if held is None else "OK" if owner in declared else "DRIFT",
-            )
-        )
-    return checks
+def kept_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
+    """Objects that hold data or feed other systems (``access.kept``), one row each (large
+    objects one per owner): declared as they are, a difference (the deploy never drops one),
+    or a declared one that does not exist (a note)."""
+    return [
+        Check(host, kind.plural, k.subject, k.object, k.check, k.declared, k.actual, k.verdict)
+        for kind in KEPT
+        for k in kind.find(spec, snap)
+    ]
 
 
 def bypass_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
@@ -697,8 +655,7 @@ def catalog_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
         *ownership_checks(host, spec, snap),
         *code_checks(host, spec, snap),
         *row_security_checks(host, spec, snap),
-        *publication_checks(host, spec, snap),
-        *large_object_checks(host, spec, snap),
+        *kept_checks(host, spec, snap),
         *grant_checks(host, spec, snap),
         *index_checks(host, spec, snap),
         *migration_checks(host, spec, snap),

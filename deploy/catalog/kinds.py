@@ -58,11 +58,11 @@ KINDS: tuple[Kind, ...] = (
     # on an app table goes (pgprov.access.privileges.undeclared_row_security).
     Kind("policies", "policy", (), generic=False),
     # Publications feed other systems (CDC): never dropped; undeclared ones are named by the
-    # audit and left for a person (pgprov.access.privileges.undeclared_publications).
+    # audit and left for a person (pgprov.access.kept, as every kind that holds data).
     Kind("publications", "publication", (), generic=False),
     # Large objects hold data: never unlinked. Read aggregated per owner (an application may
-    # hold millions); owners nobody declared are named and left for a person, undeclared
-    # privileges revoked on all of an owner's objects at once (pgprov.access.privileges).
+    # hold millions); owners nobody declared are named and left for a person (access.kept),
+    # undeclared privileges revoked on all of an owner's objects at once (access.privileges).
     Kind("large_objects", "large object", ("SELECT", "UPDATE"), generic=False),
     # Base, composite, enum and range types and domains; not a table's row type, an array
     # type or a multirange, which follow the object they belong to.

@@ -33,10 +33,10 @@ from pgprov.steps.plan import (
     Item,
     build_plan,
     defaults_notice,
+    kept_notices,
     large_objects_notice,
     parameters_notice,
     predefined_notice,
-    publications_notice,
     quiet_notice,
 )
 from pyinfra import host, logger, state
@@ -129,8 +129,8 @@ def provision(spec: Spec, inputs: HostInputs, run: HostRun):
         defaults_notice(spec, snap),
         predefined_notice(spec, snap),
         parameters_notice(spec, snap),
-        publications_notice(spec, snap),
         large_objects_notice(spec, snap),
+        *kept_notices(spec, snap),
     )
     for notice in notices:
         if notice and run.notify(notice):

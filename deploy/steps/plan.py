@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pgprov.access.code import foreign_code
+from pgprov.access.kept import KEPT, undeclared
 from pgprov.access.privileges import (
     PUBLIC,
     Grant,
@@ -24,11 +25,9 @@ from pgprov.access.privileges import (
     group,
     missing_predefined,
     predefined_out_of_reach,
-    undeclared_large_objects,
     undeclared_memberships,
     undeclared_owners,
     undeclared_predefined,
-    undeclared_publications,
     undeclared_row_security,
     wanted_grants,
 )
@@ -665,46 +664,35 @@ def parameters_notice(spec: Spec, snap: Snapshot) -> str | None:
     )
 
 
-def publications_notice(spec: Spec, snap: Snapshot) -> str | None:
-    """One line naming the publications nobody declared, left for a person; None if none."""
-    left = undeclared_publications(spec, snap)
-    if not left:
-        return None
-    what = "; ".join(
-        f"{p.name} (owner {p.owner}, {'all tables' if p.all_tables else ', '.join(p.tables) or 'no table'})"
-        for p in left
-    )
-    return (
-        f"publications nobody declared in pg_publications are left for a person (a publication "
-        f"feeds another system; the deploy never drops one) and the audit names them: {what}"
-    )
+def kept_notices(spec: Spec, snap: Snapshot) -> list[str]:
+    """One line per kind of object that holds data or feeds another system (``access.kept``)
+    naming those nobody declared: left for a person, never dropped."""
+    notices = []
+    for kind in KEPT:
+        left = undeclared(kind, spec, snap)
+        if left:
+            notices.append(
+                f"{kind.plural} nobody declared in {kind.key} are left for a person ({kind.why}) "
+                f"and the audit names them: {'; '.join(k.summary for k in left)}"
+            )
+    return notices
 
 
 def large_objects_notice(spec: Spec, snap: Snapshot) -> str | None:
-    """One line naming the large objects of owners nobody declared, left for a person, and the
-    privileges on large objects the admin may not revoke; None if neither."""
-    parts = []
-    left = undeclared_large_objects(spec, snap)
-    if left:
-        what = "; ".join(
-            f"{lo.count} owned by {lo.owner} (oids {lo.first}..{lo.last})" for lo in left
-        )
-        parts.append(
-            "large objects of owners nobody declared in pg_large_objects are left for a person "
-            f"(they hold data; the deploy never unlinks one) and the audit names them: {what}"
-        )
+    """One line naming the privileges on large objects the admin may not revoke (it does not
+    have their owner's privileges); None if none."""
     to_revoke, _ = diff(wanted_grants(spec, snap), current_grants(spec, snap))
     kept = sorted(
         g.describe()
         for g in to_revoke
         if g.object_type == "LARGE OBJECT" and _out_of_reach(snap, g)
     )
-    if kept:
-        parts.append(
-            f"the admin {snap.current_user} does not have the owners' privileges and leaves "
-            f"{'; '.join(kept)}; the audit names them"
-        )
-    return "; ".join(parts) or None
+    if not kept:
+        return None
+    return (
+        f"the admin {snap.current_user} does not have the owners' privileges and leaves "
+        f"{'; '.join(kept)}; the audit names them"
+    )
 
 
 def defaults_notice(spec: Spec, snap: Snapshot) -> str | None:

@@ -7,18 +7,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from pgprov.access.privileges import (
-    Grant,
-    current_grants,
-    diff,
-    undeclared_large_objects,
-    wanted_grants,
-)
+from pgprov.access.kept import KEPT, undeclared
+from pgprov.access.privileges import Grant, current_grants, diff, wanted_grants
 from pgprov.catalog.state import AclEntry, Snapshot
 from pgprov.model.spec import PUBLIC, SpecError, build_spec
 from pgprov.sql.locks import LockPolicy
-from pgprov.steps.plan import build_plan, large_objects_notice
+from pgprov.steps.plan import build_plan, kept_notices, large_objects_notice
 
+[LARGE_OBJECTS] = [kind for kind in KEPT if kind.key == "pg_large_objects"]
 BASE = {
     "pg_environment": "staging",
     "pg_profile": "split",
@@ -94,9 +90,9 @@ def test_every_privilege_on_undeclared_owners_objects_is_revoked_and_they_are_na
         ("stranger", "app_runtime", "SELECT", True),
     }
     assert grant == set()
-    assert [lo.owner for lo in undeclared_large_objects(s, snap)] == ["app_migrator", "stranger"]
-    notice = large_objects_notice(s, snap)
-    assert notice is not None and "left for a person" in notice
+    assert [k.subject for k in undeclared(LARGE_OBJECTS, s, snap)] == ["app_migrator", "stranger"]
+    [notice] = kept_notices(s, snap)
+    assert notice.startswith("large objects nobody declared in pg_large_objects are left for")
     assert "3 owned by app_migrator (oids 100..102)" in notice and "2 owned by stranger" in notice
 
 
@@ -109,8 +105,8 @@ def test_a_declared_privilege_is_held_only_once_every_object_of_the_owner_carrie
     )
     complete = snapshot([owned("app_migrator", 3, ["app_runtime", "SELECT", False, 3])])
     assert large_object_changes(s, complete) == (set(), set())
-    assert undeclared_large_objects(s, complete) == []
-    assert large_objects_notice(s, complete) is None
+    assert undeclared(LARGE_OBJECTS, s, complete) == []
+    assert kept_notices(s, complete) == []
     # Declared without its grant option: the option is revoked (CASCADE), the privilege granted.
     option = snapshot([owned("app_migrator", 3, ["app_runtime", "SELECT", True, 3])])
     assert large_object_changes(s, option) == (
