@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pgprov.catalog.state import Snapshot
+from pgprov.catalog.state import Snapshot, display_grantee
 from pgprov.model.spec import Spec
 
 MISSING = "missing (pgprov creates none)"
@@ -56,27 +56,67 @@ class KeptKind:
     find: Callable[[Spec, Snapshot], list[Kept]]
 
 
-def _declared(key: str, what: str | None) -> str:
-    return f"declared, {what}" if what else f"not declared ({key})"
+def _owned_by_name(
+    key: str, noun: str, declared: dict[str, str], found: dict[str, tuple[str, str]], where: str
+) -> list[Kept]:
+    """Objects declared by name with their owner: ``found`` is name -> (owner, what it does)."""
+    rows = []
+    for name in sorted({*found, *declared}):
+        owner, held = declared.get(name), found.get(name)
+        actual = summary = MISSING
+        if held is not None:
+            actual, summary = f"owner {held[0]}; {held[1]}", f"{name} (owner {held[0]}, {held[1]})"
+        said = f"declared, owner {owner}" if owner else f"not declared ({key})"
+        ok = held is not None and owner == held[0]
+        rows.append(Kept(name, where, noun, said, actual, summary, held is not None, ok))
+    return rows
 
 
 def publications(spec: Spec, snap: Snapshot) -> list[Kept]:
-    """Publications, declared by name with their owner."""
+    """Publications, declared by name with their owner; shown with the tables they publish."""
+    found = {
+        p.name: (p.owner, "all tables" if p.all_tables else ", ".join(p.tables) or "no table")
+        for p in snap.publications
+    }
     where = f"database {spec.database}"
-    found = {p.name: p for p in snap.publications}
+    return _owned_by_name("pg_publications", "publication", spec.publications, found, where)
+
+
+def subscriptions(spec: Spec, snap: Snapshot) -> list[Kept]:
+    """Subscriptions into this database, declared by name with their owner; shown with whether
+    they run and what they subscribe to (never their connection string)."""
+    found = {
+        s.name: (
+            s.owner,
+            f"{'enabled' if s.enabled else 'disabled'}, publications {', '.join(s.publications)}",
+        )
+        for s in snap.subscriptions
+    }
+    where = f"database {spec.database}"
+    return _owned_by_name("pg_subscriptions", "subscription", spec.subscriptions, found, where)
+
+
+def user_mappings(spec: Spec, snap: Snapshot) -> list[Kept]:
+    """User mappings, declared per foreign server by role (never their options)."""
+    found = {(m.server, m.user) for m in snap.user_mappings}
+    declared = spec.declared_user_mappings()
     rows = []
-    for name in sorted({*found, *spec.publications}):
-        owner, held = spec.publications.get(name), found.get(name)
-        actual = summary = MISSING
-        if held is not None:
-            tables = "all tables" if held.all_tables else ", ".join(held.tables) or "no table"
-            actual, summary = (
-                f"owner {held.owner}; {tables}",
-                f"{name} (owner {held.owner}, {tables})",
+    for server, user in sorted({*found, *declared}):
+        who, held = display_grantee(user), (server, user) in found
+        ok = (server, user) in declared
+        said = f"{'declared' if ok else 'not declared'} (pg_user_mappings)"
+        rows.append(
+            Kept(
+                who,
+                f"server {server}",
+                "user mapping",
+                said,
+                "exists" if held else MISSING,
+                f"{who} on server {server}",
+                held,
+                ok,
             )
-        declared = _declared("pg_publications", owner and f"owner {owner}")
-        ok = held is not None and owner == held.owner
-        rows.append(Kept(name, where, "publication", declared, actual, summary, bool(held), ok))
+        )
     return rows
 
 
@@ -106,6 +146,18 @@ KEPT: tuple[KeptKind, ...] = (
         "pg_publications",
         "a publication feeds another system; the deploy never drops one",
         publications,
+    ),
+    KeptKind(
+        "subscriptions",
+        "pg_subscriptions",
+        "a subscription is another system's feed into this database; the deploy never drops one",
+        subscriptions,
+    ),
+    KeptKind(
+        "user mappings",
+        "pg_user_mappings",
+        "a user mapping holds the credentials foreign tables use; the deploy never drops one",
+        user_mappings,
     ),
     KeptKind(
         "large objects",

@@ -60,6 +60,10 @@ KINDS: tuple[Kind, ...] = (
     # Publications feed other systems (CDC): never dropped; undeclared ones are named by the
     # audit and left for a person (pgprov.access.kept, as every kind that holds data).
     Kind("publications", "publication", (), generic=False),
+    # Subscriptions (another system's feed) and user mappings (credentials of foreign tables):
+    # the same; their connection strings and options, which carry passwords, are never read.
+    Kind("subscriptions", "subscription", (), generic=False),
+    Kind("user_mappings", "user mapping", (), generic=False),
     # Large objects hold data: never unlinked. Read aggregated per owner (an application may
     # hold millions); owners nobody declared are named and left for a person (access.kept),
     # undeclared privileges revoked on all of an owner's objects at once (access.privileges).

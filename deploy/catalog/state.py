@@ -225,6 +225,26 @@ class PublicationState:
 
 
 @dataclass(frozen=True)
+class SubscriptionState:
+    """A subscription into this database: its owner, whether it runs, what it subscribes to
+    (never its connection string, which may carry a password)."""
+
+    name: str
+    owner: str
+    enabled: bool
+    publications: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UserMapping:
+    """A user mapping: ``user`` (a role, or PUBLIC) reaches foreign ``server`` with the
+    credentials in its options (never read)."""
+
+    server: str
+    user: str
+
+
+@dataclass(frozen=True)
 class LargeObjects:
     """The large objects one role owns, aggregated (an application may hold millions): how
     many, the first and last oid, and each ACL entry but the owner's own with how many of
@@ -325,6 +345,8 @@ class Snapshot:
     objects: tuple[ObjectState, ...] = ()  # every generic kind of the registry
     policies: tuple[PolicyState, ...] = ()
     publications: tuple[PublicationState, ...] = ()
+    subscriptions: tuple[SubscriptionState, ...] = ()
+    user_mappings: tuple[UserMapping, ...] = ()
     large_objects: tuple[LargeObjects, ...] = ()  # one row per owner
     predefined: tuple[PredefinedMembership, ...] = ()  # direct memberships in pg_* roles
     # The predefined roles this server has -> whether the admin may grant and revoke each.
@@ -536,6 +558,16 @@ class Snapshot:
             publications=tuple(
                 PublicationState(p["name"], p["owner"], bool(p["all_tables"]), tuple(p["tables"]))
                 for p in sections.get("publications", [])
+            ),
+            subscriptions=tuple(
+                SubscriptionState(
+                    sub["name"], sub["owner"], bool(sub["enabled"]), tuple(sub["publications"])
+                )
+                for sub in sections.get("subscriptions", [])
+            ),
+            user_mappings=tuple(
+                UserMapping(m["server"], grantee_name(m["user"]))
+                for m in sections.get("user_mappings", [])
             ),
             large_objects=tuple(
                 LargeObjects(

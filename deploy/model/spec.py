@@ -245,6 +245,11 @@ class Spec(BaseModel):
     predefined_roles: dict[Identifier, tuple[PredefinedName, ...]] = Field(default_factory=dict)
     # Publications that belong (name -> owner), e.g. a CDC tool's: any other one is named.
     publications: dict[Identifier, Identifier] = Field(default_factory=dict)
+    # Subscriptions that belong (name -> owner): any other one is named.
+    subscriptions: dict[Identifier, Identifier] = Field(default_factory=dict)
+    # User mappings that belong (foreign server -> roles: a role name, a managed role's logical
+    # name, or public for the PUBLIC mapping): any other one is named.
+    user_mappings: dict[Identifier, tuple[Identifier, ...]] = Field(default_factory=dict)
     # Owners whose large objects belong (role, or a managed role's logical name -> {grantee:
     # privileges on all of them}): any other owner's are named; undeclared privileges revoked.
     large_objects: dict[Identifier, dict[Identifier, tuple[LargeObjectPrivilege, ...]]] = Field(
@@ -296,6 +301,14 @@ class Spec(BaseModel):
                 held[who] = held.get(who, frozenset()) | frozenset(privileges)
         return out
 
+    def declared_user_mappings(self) -> set[tuple[str, str]]:
+        """(server, role) of every declared user mapping; PUBLIC's as ``PUBLIC``."""
+        return {
+            (server, PUBLIC if user == "public" else self._role_of(user))
+            for server, users in self.user_mappings.items()
+            for user in users
+        }
+
     def _role_of(self, name: str) -> str:
         """A role name, or a managed role's logical name (migrator, runtime, app_user)."""
         return getattr(self, name) if name in self.logical_roles else name
@@ -339,6 +352,8 @@ HOST_KEYS: dict[str, str] = {
     "pg_predefined_roles": "predefined_roles",
     "pg_publications": "publications",
     "pg_large_objects": "large_objects",
+    "pg_subscriptions": "subscriptions",
+    "pg_user_mappings": "user_mappings",
 }
 PASSWORD_KEYS = {
     "pg_migrator_password": "migrator",
@@ -362,7 +377,14 @@ def _field_of(loc: tuple[Any, ...]) -> str:
         return {v: k for k, v in ADMIN_KEYS.items()}.get(str(loc[1]), f"admin.{loc[1]}")
     if (
         loc
-        and loc[0] in ("role_settings", "connection_limits", "predefined_roles", "large_objects")
+        and loc[0]
+        in (
+            "role_settings",
+            "connection_limits",
+            "predefined_roles",
+            "large_objects",
+            "user_mappings",
+        )
         and len(loc) > 1
     ):
         where = ".".join(str(part) for part in loc[1:] if part != "[key]")

@@ -75,10 +75,15 @@ def identifiers(names: Names, **extra: str) -> dict[str, sql.Identifier]:
     return {key: sql.Identifier(value) for key, value in plain.items()}
 
 
-def superuser_sql(server: Server, dbname: str, statement: str, names: Names, **extra: str) -> None:
-    """Run one statement as the superuser, with {db}/{migrator}/{runtime}/... filled in quoted."""
+def superuser_sql(
+    server: Server, dbname: str, statement: str | tuple[str, ...], names: Names, **extra: str
+) -> None:
+    """Run one statement (or several, in order) as the superuser, with
+    {db}/{migrator}/{runtime}/... filled in quoted."""
+    quoted = identifiers(names, **extra)
     with server.connect(dbname) as conn:
-        conn.execute(sql.SQL(statement).format(**identifiers(names, **extra)))  # type: ignore[arg-type]
+        for one in (statement,) if isinstance(statement, str) else statement:
+            conn.execute(sql.SQL(one).format(**quoted))  # type: ignore[arg-type]
 
 
 def owners_and_acls(server: Server, dbname: str, query: str) -> dict[Any, tuple[str, list[str]]]:
