@@ -317,7 +317,8 @@ def bypass_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
     """Roles no grant stops (SUPERUSER, BYPASSRLS, members of pg_read_all_data /
     pg_write_all_data and of pg_execute_server_program / pg_read_server_files /
     pg_write_server_files, directly or through a group, the owner's members): named, and a
-    difference unless the inventory expects them."""
+    difference unless the inventory expects them. ``lo_compat_privileges = on`` lets every role
+    past every large object's privileges: a difference too (a server setting pgprov leaves)."""
     expected = expected_privileged(spec, snap)
     reasons: dict[str, list[str]] = {p.name: list(p.reasons) for p in snap.privileged}
     for m in snap.memberships:
@@ -340,12 +341,25 @@ def bypass_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
                 verdict,
             )
         )
+    if snap.lo_compat_privileges:
+        checks.append(
+            Check(
+                host,
+                "bypass",
+                "PUBLIC",
+                f"database {spec.database}",
+                "lo_compat_privileges",
+                "off",
+                "on: every role reads and writes every large object, whatever its privileges",
+                "DRIFT",
+            )
+        )
     return checks
 
 
 KIND_ORDER = (
     "database", "schema", "table", "sequence", "column", "function", "type", "domain",
-    "foreign data wrapper", "foreign server", "parameter",
+    "foreign data wrapper", "foreign server", "parameter", "large object",
 )  # fmt: skip
 
 
@@ -382,6 +396,7 @@ def _owned_objects(spec: Spec, snap: Snapshot) -> list[tuple[str, str]]:
     out += [(r.owner, r.kind) for r in snap.relations if r.owner not in skip]
     out += [(f.owner, "function") for f in snap.functions if f.owner not in skip]
     out += [(o.owner, o.keyword.lower()) for o in snap.objects if o.owner not in skip]
+    out += [(lo.owner, "large objects") for lo in snap.large_objects if lo.owner not in skip]
     return out
 
 

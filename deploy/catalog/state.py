@@ -348,6 +348,7 @@ class Snapshot:
     subscriptions: tuple[SubscriptionState, ...] = ()
     user_mappings: tuple[UserMapping, ...] = ()
     large_objects: tuple[LargeObjects, ...] = ()  # one row per owner
+    lo_compat_privileges: bool = False  # on: no privilege on a large object is checked
     predefined: tuple[PredefinedMembership, ...] = ()  # direct memberships in pg_* roles
     # The predefined roles this server has -> whether the admin may grant and revoke each.
     predefined_roles: dict[str, bool] = field(default_factory=dict)
@@ -559,6 +560,7 @@ class Snapshot:
                 PublicationState(p["name"], p["owner"], bool(p["all_tables"]), tuple(p["tables"]))
                 for p in sections.get("publications", [])
             ),
+            lo_compat_privileges=bool(sections.get("lo_compat_privileges", False)),
             subscriptions=tuple(
                 SubscriptionState(
                     sub["name"], sub["owner"], bool(sub["enabled"]), tuple(sub["publications"])

@@ -143,3 +143,21 @@ def test_thousands_of_large_objects_are_one_row_of_the_snapshot_and_one_statemen
             " count(*) FROM pg_largeobject_metadata"
         ).fetchone()
     assert tuple(left) == (0, 25000)
+
+
+def test_lo_compat_privileges_on_is_named_as_a_way_past_every_large_objects_privileges(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    report = create_as(pg_server, names, names.migrator, b"report")
+    data = {**deployed.data, "pg_large_objects": {"migrator": {}}}
+    inventory = write_inventory(tmp_path, data)
+    assert console("pgprov-verify", inventory, "--no-probes").returncode == 0
+    assert reads(deployed, pg_server, names, report) == "InsufficientPrivilege"
+
+    database = sql.Identifier(names.database)
+    with pg_server.connect() as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET lo_compat_privileges = on").format(database))
+    assert reads(deployed, pg_server, names, report) == b"report"  # no grant, yet it reads
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    assert lines_with(audit.stdout, "DRIFT", "PUBLIC", "lo_compat_privileges", "every role")

@@ -459,3 +459,27 @@ def test_a_managed_roles_own_membership_is_revoked_naming_its_grantor_on_16(
             f'REVOKE "grp" FROM "app_runtime"{granted_by};',
         )
     ]
+
+
+@pytest.mark.parametrize("major", [16, 17, 18])
+def test_maintain_is_judged_as_a_table_privilege_where_the_server_has_it(major: int) -> None:
+    """MAINTAIN exists from 17: there the owner holds it (converged plans stay empty) and the
+    runtime's is revoked; before 17 the server has no such privilege, so no snapshot carries it
+    and no statement names it. Never declared for anyone."""
+    snap = converged_split(major)
+    plain = [sql for _, sql in items_of(plan_for(split_spec(), snap))]
+    assert plain == []
+    table = snap.relation("app", "checklistresponse")
+    held = {"MAINTAIN", "TRUNCATE"} if major >= 17 else {"TRUNCATE"}
+    extra = tuple(AclEntry(RUNTIME, p) for p in sorted(held))
+    snap = dataclasses.replace(
+        snap,
+        relations=tuple(
+            dataclasses.replace(r, acl=tuple(sorted((*r.acl, *extra)))) if r is table else r
+            for r in snap.relations
+        ),
+    )
+    items = [sql for _, sql in items_of(plan_for(split_spec(), snap))]
+    revoked = ", ".join(p for p in ("TRUNCATE", "MAINTAIN") if p in held)
+    assert items == [f'REVOKE {revoked} ON TABLE {TABLE} FROM "app_runtime";']
+    assert not any(g.privilege == "MAINTAIN" for g in wanted_grants(split_spec(), snap))
