@@ -5,6 +5,7 @@ they pass. The snapshot reads them aggregated per owner, so thousands of them ar
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import psycopg
@@ -13,7 +14,14 @@ from pgprov.catalog.state import AclEntry
 from psycopg import sql
 
 from tests.deploykit import DeployEnv, run_api, run_cli, snapshot, write_inventory
-from tests.e2e.helpers import combined, console, lines_with, login, owners_and_acls
+from tests.e2e.helpers import (
+    assert_one_clear_line,
+    combined,
+    console,
+    lines_with,
+    login,
+    owners_and_acls,
+)
 from tests.pgserver import Names, Server
 
 pytestmark = pytest.mark.db
@@ -161,3 +169,86 @@ def test_lo_compat_privileges_on_is_named_as_a_way_past_every_large_objects_priv
     audit = console("pgprov-verify", inventory, "--no-probes")
     assert audit.returncode == 1, audit.stdout + audit.stderr
     assert lines_with(audit.stdout, "DRIFT", "PUBLIC", "lo_compat_privileges", "every role")
+
+
+def strangers_reach(server: Server, names: Names) -> int:
+    """How many large objects the stranger may still read."""
+    with server.connect(names.database) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_largeobject_metadata m, aclexplode(m.lomacl) x"
+            " WHERE x.grantee = %s::regrole",
+            [names.role("x")],
+        ).fetchone()[0]
+
+
+@pytest.fixture
+def files(deployed: DeployEnv, pg_server: Server, names: Names) -> list[int]:
+    """2,500 large objects the runtime owns (declared), each readable by a stranger: three
+    batches for the deploy's revoke."""
+    with pg_server.connect(names.database) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(names.runtime)))
+        oids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT lo_create(0)::bigint FROM generate_series(1, 2500) ORDER BY 1"
+            ).fetchall()
+        ]
+        conn.execute(
+            sql.SQL(
+                "DO $$ DECLARE o oid; BEGIN FOR o IN SELECT oid FROM pg_largeobject_metadata"
+                " LOOP EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO {}', o); END LOOP;"
+                " END $$"
+            ).format(sql.Identifier(names.role("x")))
+        )
+    assert strangers_reach(pg_server, names) == 2500
+    return sorted(oids)
+
+
+def test_a_batch_waits_for_the_applications_open_unlink_and_stops_naming_it_keeping_earlier_batches(
+    deployed: DeployEnv, files: list[int], pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """The application deletes a file (lo_unlink) in a transaction it keeps open: the deploy's
+    third batch waits for it in tries of pg_lock_timeout; past pg_lock_wait it stops in one line
+    naming the application's pid, the first two batches (2,000 objects) committed. Once the
+    application rolls back, the next deploy revokes the rest."""
+    data = {
+        **deployed.data,
+        "pg_large_objects": {"runtime": {}},
+        "pg_lock_timeout": "200ms",
+        "pg_lock_wait": "2s",
+    }
+    app = login(pg_server, deployed, names, "runtime")
+    app.autocommit = False
+    app.execute("SELECT lo_unlink(%s)", [files[2100]])
+    try:
+        proc = run_cli(tmp_path, data)
+        line = assert_one_clear_line(proc, f"pid {app.info.backend_pid} ", "pg_lock_wait")
+        assert f"large objects owned by {names.runtime}" in line, line
+        assert strangers_reach(pg_server, names) == 500
+    finally:
+        app.rollback()
+        app.close()
+    assert run_cli(tmp_path, data).returncode == 0
+    assert strangers_reach(pg_server, names) == 0
+    assert len(large_objects(pg_server, names)) == 2500
+
+
+def test_an_object_the_application_unlinks_while_its_batch_waits_is_left_out_of_it(
+    deployed: DeployEnv, files: list[int], pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """The application's open lo_unlink commits while the deploy's batch waits for it: the
+    batch is tried again without that object, and the deploy succeeds."""
+    data = {**deployed.data, "pg_large_objects": {"runtime": {}}, "pg_lock_timeout": "200ms"}
+    app = login(pg_server, deployed, names, "runtime")
+    app.autocommit = False
+    app.execute("SELECT lo_unlink(%s)", [files[2100]])
+    timer = threading.Timer(1.5, app.commit)
+    timer.start()
+    try:
+        proc = run_cli(tmp_path, data)
+    finally:
+        timer.join()
+        app.close()
+    assert proc.returncode == 0, combined(proc)
+    assert strangers_reach(pg_server, names) == 0
+    assert len(large_objects(pg_server, names)) == 2499
