@@ -6,7 +6,7 @@ ENV ?= local
 INVENTORY := inventories/$(ENV).py
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv deploy plan verify test unit check-migrations reset lint bench-gin bench-deploy stop
+.PHONY: venv deploy plan verify test unit check-migrations reset lint bench-gin bench-deploy bench-lo stop
 
 venv: $(VENV)/.installed
 
@@ -50,6 +50,9 @@ bench-gin: venv
 
 bench-deploy: venv
 	$(BIN)/python bench/deploy.py
+
+bench-lo: venv
+	$(BIN)/python bench/large_objects.py
 
 stop: venv
 	$(BIN)/pgprov-local stop

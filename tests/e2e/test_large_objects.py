@@ -20,9 +20,10 @@ from tests.e2e.helpers import (
     console,
     lines_with,
     login,
+    managed_admin_env,
     owners_and_acls,
 )
-from tests.pgserver import Names, Server
+from tests.pgserver import Names, Server, drop_prefixed
 
 pytestmark = pytest.mark.db
 
@@ -252,3 +253,38 @@ def test_an_object_the_application_unlinks_while_its_batch_waits_is_left_out_of_
     assert proc.returncode == 0, combined(proc)
     assert strangers_reach(pg_server, names) == 0
     assert len(large_objects(pg_server, names)) == 2499
+
+
+def test_a_managed_admin_revokes_on_the_managed_roles_objects_and_leaves_a_strangers_saying_so(
+    pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """A managed service's admin (CREATEROLE, CREATEDB, no superuser) has the managed roles'
+    privileges, not a stranger's: it revokes what the migrator's objects give away, leaves the
+    stranger's in one line, and the audit keeps naming them."""
+    admin, stranger, runtime = names.role("admin"), names.role("x"), names.runtime
+    env = managed_admin_env(pg_server, names, tmp_path)
+    try:
+        assert run_api(env.data).success
+        with pg_server.connect() as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(stranger)))
+        report = create_as(pg_server, names, names.migrator, b"report")
+        secret = create_as(pg_server, names, stranger, b"secret")
+        with pg_server.connect(names.database) as conn:
+            for oid in (report, secret):
+                conn.execute(
+                    sql.SQL(f"GRANT SELECT ON LARGE OBJECT {oid} TO {{}}").format(
+                        sql.Identifier(runtime)
+                    )
+                )
+        data = {**env.data, "pg_large_objects": {"migrator": {}, stranger: {}}}
+        deploy = run_cli(tmp_path, data)
+        assert deploy.returncode == 0, combined(deploy)
+        [notice] = lines_with(combined(deploy), f"the admin {admin} does not have the owners'")
+        assert f"SELECT on large objects owned by {stranger} for role {runtime}" in notice
+        assert reads(env, pg_server, names, report) == "InsufficientPrivilege"
+        assert reads(env, pg_server, names, secret) == b"secret"
+        audit = console("pgprov-verify", write_inventory(tmp_path, data), "--no-probes")
+        assert audit.returncode == 1, audit.stdout + audit.stderr
+        assert lines_with(audit.stdout, "DRIFT", runtime, f"large objects owned by {stranger}")
+    finally:
+        drop_prefixed(pg_server, names.prefix)
