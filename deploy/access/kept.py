@@ -57,29 +57,42 @@ class KeptKind:
 
 
 def _owned_by_name(
-    key: str, noun: str, declared: dict[str, str], found: dict[str, tuple[str, str]], where: str
+    key: str,
+    noun: str,
+    declared: dict[str, tuple[str, str | None]],
+    found: dict[str, tuple[str, str]],
+    where: str,
 ) -> list[Kept]:
-    """Objects declared by name with their owner: ``found`` is name -> (owner, what it does)."""
+    """Objects declared by name with their owner, and optionally with what they do: ``found``
+    and ``declared`` are name -> (owner, what it does; declared None: not judged)."""
     rows = []
     for name in sorted({*found, *declared}):
-        owner, held = declared.get(name), found.get(name)
+        owner, detail = declared.get(name, (None, None))
+        held = found.get(name)
         actual = summary = MISSING
         if held is not None:
             actual, summary = f"owner {held[0]}; {held[1]}", f"{name} (owner {held[0]}, {held[1]})"
-        said = f"declared, owner {owner}" if owner else f"not declared ({key})"
-        ok = held is not None and owner == held[0]
+        said = f"not declared ({key})"
+        if owner is not None:
+            said = f"declared, owner {owner}" + (f"; {detail}" if detail is not None else "")
+        ok = held is not None and owner == held[0] and detail in (None, held[1])
         rows.append(Kept(name, where, noun, said, actual, summary, held is not None, ok))
     return rows
 
 
 def publications(spec: Spec, snap: Snapshot) -> list[Kept]:
-    """Publications, declared by name with their owner; shown with the tables they publish."""
+    """Publications, declared by name with their owner and, if declared, their tables; shown
+    with the tables they publish."""
     found = {
-        p.name: (p.owner, "all tables" if p.all_tables else ", ".join(p.tables) or "no table")
+        p.name: (
+            p.owner,
+            "all tables" if p.all_tables else ", ".join(sorted(p.tables)) or "no table",
+        )
         for p in snap.publications
     }
+    declared = spec.declared_publications()
     where = f"database {spec.database}"
-    return _owned_by_name("pg_publications", "publication", spec.publications, found, where)
+    return _owned_by_name("pg_publications", "publication", declared, found, where)
 
 
 def subscriptions(spec: Spec, snap: Snapshot) -> list[Kept]:
@@ -92,8 +105,9 @@ def subscriptions(spec: Spec, snap: Snapshot) -> list[Kept]:
         )
         for s in snap.subscriptions
     }
+    declared = {name: (owner, None) for name, owner in spec.subscriptions.items()}
     where = f"database {spec.database}"
-    return _owned_by_name("pg_subscriptions", "subscription", spec.subscriptions, found, where)
+    return _owned_by_name("pg_subscriptions", "subscription", declared, found, where)
 
 
 def user_mappings(spec: Spec, snap: Snapshot) -> list[Kept]:

@@ -14,7 +14,17 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pgprov.model.secrets import SecretError, SecretRef, parse_secret_ref
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    Tag,
+    ValidationError,
+)
 
 IDENT_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # A server setting (GUC): lowercase, optionally one extension prefix (pg_stat_statements.track).
@@ -104,6 +114,15 @@ def _predefined_name(value: str) -> str:
     return value
 
 
+def _table_name(value: str) -> str:
+    schema, dot, table = value.partition(".") if isinstance(value, str) else ("", "", "")
+    if not dot:
+        raise ValueError(f"{value!r} is not schema.table")
+    _identifier(schema)
+    _identifier(table)
+    return value
+
+
 def _database_name(value: str) -> str:
     _identifier(value)
     if value in SYSTEM_DATABASES:
@@ -176,6 +195,17 @@ SettingName = Annotated[str, AfterValidator(_setting_name)]
 SettingValue = Annotated[str, BeforeValidator(_setting_value)]
 Duration = Annotated[float, BeforeValidator(_duration)]
 PredefinedName = Annotated[str, AfterValidator(_predefined_name)]
+
+
+def _publication_tables(value: object) -> str | tuple[str, ...]:
+    if value == "all":
+        return "all"
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{value!r}: give all, or a list of schema.table names")
+    return tuple(_table_name(table) for table in value)
+
+
+PublicationTables = Annotated[str | tuple[str, ...], PlainValidator(_publication_tables)]
 LargeObjectPrivilege = Literal["SELECT", "UPDATE"]
 
 
@@ -200,6 +230,23 @@ class AdminConnection(BaseModel):
         where = f"{self.host or 'local socket'}:{self.port}"
         who = f"sudo -u {self.sudo_user} (peer)" if self.sudo_user else self.user or "libpq default"
         return f"{who} at {where}"
+
+
+class PublicationDecl(BaseModel):
+    """A publication that belongs, with the tables it may publish (``all``: FOR ALL TABLES)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    owner: Identifier
+    tables: PublicationTables
+
+
+# An owner's name, or {owner, tables}: told apart by shape, so an error names the form used.
+PublicationEntry = Annotated[
+    Annotated[str, AfterValidator(_identifier), Tag("owner")]
+    | Annotated[PublicationDecl, Tag("declaration")],
+    Discriminator(lambda v: "declaration" if isinstance(v, dict | PublicationDecl) else "owner"),
+]
 
 
 class Spec(BaseModel):
@@ -243,8 +290,9 @@ class Spec(BaseModel):
     # name -> predefined roles): granted to the managed roles and readers, allowed for others;
     # any other of a role in scope is revoked (pgprov.access.privileges.predefined_*).
     predefined_roles: dict[Identifier, tuple[PredefinedName, ...]] = Field(default_factory=dict)
-    # Publications that belong (name -> owner), e.g. a CDC tool's: any other one is named.
-    publications: dict[Identifier, Identifier] = Field(default_factory=dict)
+    # Publications that belong (name -> owner, or {owner, tables}), e.g. a CDC tool's: any
+    # other one is named, and so is a declared one publishing other tables than declared.
+    publications: dict[Identifier, PublicationEntry] = Field(default_factory=dict)
     # Subscriptions that belong (name -> owner): any other one is named.
     subscriptions: dict[Identifier, Identifier] = Field(default_factory=dict)
     # User mappings that belong (foreign server -> roles: a role name, a managed role's logical
@@ -299,6 +347,19 @@ class Spec(BaseModel):
             for grantee, privileges in grants.items():
                 who = self._role_of(grantee)
                 held[who] = held.get(who, frozenset()) | frozenset(privileges)
+        return out
+
+    def declared_publications(self) -> dict[str, tuple[str, str | None]]:
+        """Publication -> (owner, the tables it publishes as the audit shows them: "all tables"
+        or "s.t, s.u" sorted; None when only the owner is declared)."""
+        out: dict[str, tuple[str, str | None]] = {}
+        for name, decl in self.publications.items():
+            if isinstance(decl, str):
+                out[name] = (decl, None)
+            else:
+                tables = decl.tables
+                shown = "all tables" if tables == "all" else ", ".join(sorted(tables)) or "no table"
+                out[name] = (decl.owner, shown)
         return out
 
     def declared_user_mappings(self) -> set[tuple[str, str]]:
@@ -384,10 +445,12 @@ def _field_of(loc: tuple[Any, ...]) -> str:
             "predefined_roles",
             "large_objects",
             "user_mappings",
+            "publications",
         )
         and len(loc) > 1
     ):
-        where = ".".join(str(part) for part in loc[1:] if part != "[key]")
+        tags = ("[key]", "owner", "declaration") if loc[0] == "publications" else ("[key]",)
+        where = ".".join(str(part) for part in loc[1:] if part not in tags)
         return f"{reverse[str(loc[0])]}: {where}"
     return reverse.get(str(loc[0]), str(loc[0])) if loc else "spec"
 

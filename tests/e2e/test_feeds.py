@@ -91,6 +91,33 @@ def test_a_strangers_publication_is_named_never_dropped_and_passes_once_declared
     )
 
 
+def test_a_declared_publication_that_publishes_more_tables_than_declared_is_named(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """Declared with its tables, a CDC publication passes; once someone adds the users' table
+    (their password hashes would flow to every subscriber), the audit names it and the deploy
+    leaves the publication as it is, saying so."""
+    publication, owner = f"{names.prefix}_cdc", pg_server.superuser
+    statement = "CREATE PUBLICATION {p} FOR TABLE app.unit, app.checklistresponse"
+    superuser_sql(pg_server, names.database, statement, names, p=publication)
+    tables = ["app.unit", "app.checklistresponse"]
+    data = {**deployed.data, "pg_publications": {publication: {"owner": owner, "tables": tables}}}
+    inventory = write_inventory(tmp_path, data)
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert lines_with(audit.stdout, "OK", publication, "app.checklistresponse, app.unit")
+
+    statement = 'ALTER PUBLICATION {p} ADD TABLE app."user"'
+    superuser_sql(pg_server, names.database, statement, names, p=publication)
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    [row] = lines_with(audit.stdout, "DRIFT", publication)
+    assert "app.checklistresponse, app.unit, app.user" in row, row
+    deploy = run_cli(tmp_path, data)
+    assert deploy.returncode == 0, combined(deploy)
+    assert lines_with(combined(deploy), "left for a person", publication, "app.user")
+
+
 @pytest.fixture
 def subscription(deployed: DeployEnv, pg_server: Server, names: Names) -> Iterator[str]:
     """A disabled subscription of the test's database (never connected: connect = false) whose

@@ -46,6 +46,33 @@ def verdicts(key: str, s, snap) -> dict[tuple[str, str], str]:
         ("pg_user_mappings", {"remote": ["Bad"]}, "pg_user_mappings: remote.0"),
         ("pg_user_mappings", ["remote"], "pg_user_mappings"),
         ("pg_subscriptions", {"feed": "Bad Owner"}, "pg_subscriptions"),
+        (
+            "pg_publications",
+            {"cdc": {"owner": "etl", "tables": ["unit"]}},
+            "pg_publications: cdc.tables: 'unit' is",
+        ),
+        (
+            "pg_publications",
+            {"cdc": {"owner": "etl", "tables": "some"}},
+            "pg_publications: cdc.tables: 'some': give",
+        ),
+        (
+            "pg_publications",
+            {"cdc": {"owner": "etl"}},
+            "pg_publications: cdc.tables: Field required",
+        ),
+        (
+            "pg_publications",
+            {"cdc": "Etl"},
+            "pg_publications: cdc: 'Etl' is not a valid identifier",
+        ),
+        (
+            "pg_large_objects",
+            {"migrator": {"runtime": ["DELETE"]}},
+            "pg_large_objects: migrator.runtime.0",
+        ),
+        ("pg_large_objects", {"Bad-Name": {}}, "pg_large_objects: Bad-Name"),
+        ("pg_large_objects", ["migrator"], "pg_large_objects"),
     ],
 )
 def test_the_keys_are_checked_in_one_line_naming_host_and_field(
@@ -95,3 +122,23 @@ def test_subscriptions_are_declared_by_name_with_their_owner() -> None:
     assert left.declared == "declared, owner someone_else"
     assert verdicts("pg_subscriptions", s, snap)[("feed", "database hinfelaar_fastapi")] == "OK"
     assert kept_notices(spec(pg_subscriptions={"feed": "etl", "stray": "etl"}), snap) == []
+
+
+def test_a_publication_declared_with_tables_passes_only_with_exactly_those() -> None:
+    row = {"name": "cdc", "owner": "etl", "all_tables": False, "tables": ["app.unit", "app.b"]}
+    every = {"name": "all", "owner": "etl", "all_tables": True, "tables": ["app.unit"]}
+    snap = snapshot(publications=[row, every])
+    s = spec(
+        pg_publications={
+            "cdc": {"owner": "etl", "tables": ["app.unit", "app.b"]},
+            "all": {"owner": "etl", "tables": "all"},
+        }
+    )
+    assert verdicts("pg_publications", s, snap) == {
+        ("all", "database hinfelaar_fastapi"): "OK",
+        ("cdc", "database hinfelaar_fastapi"): "OK",
+    }
+    narrower = spec(pg_publications={"cdc": {"owner": "etl", "tables": ["app.unit"]}, "all": "etl"})
+    [left] = undeclared(BY_KEY["pg_publications"], narrower, snap)
+    assert (left.subject, left.declared) == ("cdc", "declared, owner etl; app.unit")
+    assert left.actual == "owner etl; app.b, app.unit"

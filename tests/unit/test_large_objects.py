@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from pgprov.access.kept import KEPT, undeclared
 from pgprov.access.privileges import Grant, current_grants, diff, wanted_grants
 from pgprov.catalog.state import AclEntry, Snapshot
-from pgprov.model.spec import PUBLIC, SpecError, build_spec
+from pgprov.model.spec import PUBLIC, build_spec
 from pgprov.sql.locks import LockPolicy
 from pgprov.steps.plan import build_plan, kept_notices, large_objects_notice
 
@@ -48,21 +47,6 @@ def large_object_changes(s, snap) -> tuple[set[tuple], set[tuple]]:
     key = lambda g: (g.name, g.grantee, g.privilege, g.grantable)  # noqa: E731
     only = [g for g in revoke if g.object_type == "LARGE OBJECT"]
     return {key(g) for g in only}, {key(g) for g in grant if g.object_type == "LARGE OBJECT"}
-
-
-@pytest.mark.parametrize(
-    ("value", "field"),
-    [
-        ({"migrator": {"runtime": ["DELETE"]}}, "pg_large_objects: migrator.runtime.0"),
-        ({"Bad-Name": {}}, "pg_large_objects: Bad-Name"),
-        (["migrator"], "pg_large_objects"),
-    ],
-)
-def test_the_key_is_checked_in_one_line_naming_host_and_field(value: object, field: str) -> None:
-    with pytest.raises(SpecError) as caught:
-        spec(pg_large_objects=value)
-    message = str(caught.value)
-    assert message.startswith(f"inv.py: host h: {field}") and "\n" not in message, message
 
 
 def test_logical_names_are_resolved_on_both_sides() -> None:
