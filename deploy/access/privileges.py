@@ -512,6 +512,23 @@ def undeclared_predefined(spec: Spec, snap: Snapshot) -> list[PredefinedMembersh
     ]
 
 
+def predefined_through_groups(spec: Spec, snap: Snapshot) -> list[PredefinedMembership]:
+    """Roles in scope that reach a predefined role through a group (``via``) holding it, where
+    neither is declared to hold it. The deploy revokes the group's membership when the group is
+    in scope itself; otherwise it leaves it (the group's other members would lose it too) and
+    says so. A bypass role reached this way is the bypass rows' business."""
+    scope = predefined_scope(spec, snap)
+    declared = spec.declared_predefined()
+    return [
+        p
+        for p in snap.predefined_through
+        if p.member in scope
+        and p.role not in BYPASS_PREDEFINED
+        and p.role not in declared.get(p.member, ())
+        and p.role not in declared.get(p.via or "", ())
+    ]
+
+
 def missing_predefined(spec: Spec, snap: Snapshot) -> list[tuple[str, str]]:
     """(member, predefined role) declared for a managed role or reader and not held: granted."""
     held = {(p.member, p.role) for p in snap.predefined}

@@ -38,6 +38,7 @@ from pgprov.access.privileges import (
     missing_predefined,
     predefined_problem,
     predefined_scope,
+    predefined_through_groups,
     trusted_owners,
     undeclared_owners,
     undeclared_predefined,
@@ -267,6 +268,19 @@ def predefined_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
                 "member (pg_predefined_roles)" if wanted else "not a member",
                 f"member (granted by {held.grantor})" if held else "not a member",
                 "DRIFT" if (member, role) in missing or held in undeclared else "OK",
+            )
+        )
+    for p in predefined_through_groups(spec, snap):
+        checks.append(
+            Check(
+                host,
+                "predefined",
+                p.member,
+                f"role {p.role}",
+                "member",
+                "not a member",
+                f"member through {p.via}",
+                "DRIFT",
             )
         )
     return checks

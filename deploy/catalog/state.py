@@ -260,11 +260,13 @@ class LargeObjects:
 @dataclass(frozen=True)
 class PredefinedMembership:
     """``member`` is directly a member of the predefined role ``role`` (pg_signal_backend, ...),
-    granted by ``grantor``."""
+    granted by ``grantor``; or, with ``via``, reaches it through that group, which holds it
+    directly (``grantor`` then empty)."""
 
     role: str
     member: str
     grantor: str
+    via: str | None = None
 
 
 @dataclass(frozen=True)
@@ -350,6 +352,7 @@ class Snapshot:
     large_objects: tuple[LargeObjects, ...] = ()  # one row per owner
     lo_compat_privileges: bool = False  # on: no privilege on a large object is checked
     predefined: tuple[PredefinedMembership, ...] = ()  # direct memberships in pg_* roles
+    predefined_through: tuple[PredefinedMembership, ...] = ()  # the same, through a group
     # The predefined roles this server has -> whether the admin may grant and revoke each.
     predefined_roles: dict[str, bool] = field(default_factory=dict)
     # The admin's sessions may start with event_triggers = off (17+: pgprov.catalog.session).
@@ -587,6 +590,10 @@ class Snapshot:
             predefined=tuple(
                 PredefinedMembership(p["role"], p["member"], p["grantor"])
                 for p in sections.get("predefined", [])
+            ),
+            predefined_through=tuple(
+                PredefinedMembership(p["role"], p["member"], "", p["via"])
+                for p in sections.get("predefined_through", [])
             ),
             predefined_roles={
                 str(k): bool(v) for k, v in (sections.get("predefined_roles") or {}).items()

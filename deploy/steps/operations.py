@@ -37,6 +37,7 @@ from pgprov.steps.plan import (
     large_objects_notice,
     parameters_notice,
     predefined_notice,
+    predefined_through_notice,
     quiet_notice,
 )
 from pyinfra import host, logger, state
@@ -128,6 +129,7 @@ def provision(spec: Spec, inputs: HostInputs, run: HostRun):
     notices = (
         defaults_notice(spec, snap),
         predefined_notice(spec, snap),
+        predefined_through_notice(spec, snap),
         parameters_notice(spec, snap),
         large_objects_notice(spec, snap),
         *kept_notices(spec, snap),

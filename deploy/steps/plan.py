@@ -25,6 +25,8 @@ from pgprov.access.privileges import (
     group,
     missing_predefined,
     predefined_out_of_reach,
+    predefined_scope,
+    predefined_through_groups,
     undeclared_memberships,
     undeclared_owners,
     undeclared_predefined,
@@ -633,6 +635,24 @@ def predefined_notice(spec: Spec, snap: Snapshot) -> str | None:
         f"the admin {snap.current_user} may not grant or revoke predefined roles without "
         f"ADMIN OPTION on them, so it leaves the memberships of {', '.join(left)}; the audit "
         "names them"
+    )
+
+
+def predefined_through_notice(spec: Spec, snap: Snapshot) -> str | None:
+    """One line naming the roles in scope that reach a predefined role through a group the
+    deploy leaves (not in scope: its other members would lose the role too); None if none."""
+    scope = predefined_scope(spec, snap)
+    left = sorted(
+        f"{p.member} reaches {p.role} through {p.via}"
+        for p in predefined_through_groups(spec, snap)
+        if p.via not in scope
+    )
+    if not left:
+        return None
+    return (
+        f"{'; '.join(left)}: the deploy leaves these groups' memberships (revoking one changes "
+        "its other members' access) and the audit names them; revoke them, or declare them in "
+        "pg_predefined_roles"
     )
 
 

@@ -98,6 +98,44 @@ def test_undeclared_predefined_memberships_are_named_and_revoked_declared_ones_s
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
 
+def test_a_predefined_role_reached_through_a_group_is_named_and_left_or_revoked(
+    env: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """A reader and the runtime reach pg_signal_backend through groups: one holding nothing in
+    the database (the deploy leaves its membership, says so in one line; the audit names both
+    members), one holding SELECT on an app table (in scope: its membership is revoked). Once the
+    first group is declared to hold it, the audit passes."""
+    runtime, reader = names.runtime, names.role("rd")
+    outside, inside = names.role("ops"), names.role("etl")
+    assert run_api(env.data).success
+    with pg_server.connect(names.database) as conn:
+        for group in (outside, inside):
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
+        conn.execute(sql.SQL("GRANT SELECT ON app.unit TO {}").format(sql.Identifier(inside)))
+    grant(pg_server, "pg_signal_backend", outside, inside)
+    grant(pg_server, outside, reader)
+    grant(pg_server, inside, runtime)
+    inventory = write_inventory(tmp_path, env.data)
+
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    assert lines_with(audit.stdout, "DRIFT", reader, "role pg_signal_backend", f"through {outside}")
+    deploy = run_cli(tmp_path, env.data)
+    assert deploy.returncode == 0, combined(deploy)
+    [notice] = lines_with(combined(deploy), "the deploy leaves these groups' memberships")
+    assert f"{reader} reaches pg_signal_backend through {outside}" in notice
+    assert inside not in notice
+    assert memberships(pg_server, outside, inside) == {(outside, "pg_signal_backend")}
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    assert not lines_with(audit.stdout, "DRIFT", runtime, "role pg_signal_backend")
+
+    predefined = {**env.data["pg_predefined_roles"], outside: ["pg_signal_backend"]}
+    declared = {**env.data, "pg_predefined_roles": predefined}
+    audit = console("pgprov-verify", write_inventory(tmp_path, declared), "--no-probes")
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
 def test_a_declared_predefined_role_the_server_lacks_stops_the_run_in_one_line(
     env: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
 ) -> None:

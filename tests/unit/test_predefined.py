@@ -10,6 +10,7 @@ from pgprov.access.privileges import (
     missing_predefined,
     predefined_out_of_reach,
     predefined_problem,
+    predefined_through_groups,
     undeclared_predefined,
 )
 from pgprov.catalog.state import Snapshot
@@ -28,7 +29,13 @@ def spec(**extra: object):
     return build_spec({**BASE, **extra}, inventory="inv.py", host="h")
 
 
-def snapshot(major: int, predefined: list[tuple[str, str]], *, admin_may: bool = True) -> Snapshot:
+def snapshot(
+    major: int,
+    predefined: list[tuple[str, str]],
+    *,
+    admin_may: bool = True,
+    through: list[tuple[str, str, str]] = (),
+) -> Snapshot:
     present = [r for r, since in PREDEFINED_ROLES.items() if since <= major]
     present += ["pg_read_all_data", "pg_execute_server_program"]
     lines = [
@@ -40,6 +47,7 @@ def snapshot(major: int, predefined: list[tuple[str, str]], *, admin_may: bool =
             ["stranger", "CONNECT", False]]}},
         {"predefined": [{"role": r, "member": m, "grantor": "postgres"} for m, r in predefined],
          "predefined_roles": {r: admin_may for r in present}},
+        {"predefined_through": [{"role": r, "member": m, "via": v} for m, r, v in through]},
     ]  # fmt: skip
     return Snapshot.parse(json.dumps(line) for line in lines)
 
@@ -118,3 +126,27 @@ def test_a_declared_role_is_checked_against_the_servers_version_on_both_sides(
 def test_roles_the_admin_may_not_grant_are_out_of_reach() -> None:
     assert predefined_out_of_reach(snapshot(16, [], admin_may=True)) == set()
     assert "pg_signal_backend" in predefined_out_of_reach(snapshot(16, [], admin_may=False))
+
+
+def test_a_predefined_role_reached_through_a_group_is_judged_for_roles_in_scope() -> None:
+    through = [
+        ("app_runtime", "pg_signal_backend", "ops"),  # managed: in scope
+        ("analysts", "pg_monitor", "ops"),  # a reader
+        ("nobody", "pg_signal_backend", "ops"),  # holds nothing in the database
+        ("analysts", "pg_read_all_data", "ops"),  # bypasses: the bypass rows' business
+        ("app_runtime", "pg_read_all_stats", "declared_group"),
+    ]
+    s = spec(pg_predefined_roles={"declared_group": ["pg_read_all_stats"]})
+    snap = snapshot(16, [], through=through)
+    found = {(p.member, p.role, p.via) for p in predefined_through_groups(s, snap)}
+    assert found == {
+        ("app_runtime", "pg_signal_backend", "ops"),
+        ("analysts", "pg_monitor", "ops"),
+    }
+    # Declared for the member itself, it passes too.
+    declared = {
+        "runtime": ["pg_signal_backend", "pg_read_all_stats"],
+        "analysts": ["pg_monitor"],
+    }
+    s = spec(pg_predefined_roles=declared)
+    assert predefined_through_groups(s, snap) == []
