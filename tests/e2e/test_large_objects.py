@@ -1,11 +1,14 @@
 """Large objects hold data (``lo_unlink`` deletes it): the deploy never removes one. Privileges
 on them nobody declared are revoked, on all of an owner's objects at once; objects of owners
 ``pg_large_objects`` does not declare are named by the audit and left for a person; declared,
-they pass. The snapshot reads them aggregated per owner, so thousands of them are one row."""
+they pass. The snapshot reads them aggregated per owner, so thousands of them are one row.
+Privileges change in committed batches: a blocker, an unlink or a SIGKILL of the whole deploy
+between batches leaves what was done, and the next deploy does the rest."""
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -23,6 +26,7 @@ from tests.e2e.helpers import (
     managed_admin_env,
     owners_and_acls,
 )
+from tests.e2e.traffic import kill_when, start_deploy
 from tests.pgserver import Names, Server, drop_prefixed
 
 pytestmark = pytest.mark.db
@@ -175,11 +179,15 @@ def test_lo_compat_privileges_on_is_named_as_a_way_past_every_large_objects_priv
 def strangers_reach(server: Server, names: Names) -> int:
     """How many large objects the stranger may still read."""
     with server.connect(names.database) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM pg_largeobject_metadata m, aclexplode(m.lomacl) x"
-            " WHERE x.grantee = %s::regrole",
-            [names.role("x")],
-        ).fetchone()[0]
+        return strangers_reach_on(conn, names.role("x"))
+
+
+def strangers_reach_on(conn: psycopg.Connection, stranger: str) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM pg_largeobject_metadata m, aclexplode(m.lomacl) x"
+        " WHERE x.grantee = %s::regrole",
+        [stranger],
+    ).fetchone()[0]
 
 
 @pytest.fixture
@@ -288,3 +296,48 @@ def test_a_managed_admin_revokes_on_the_managed_roles_objects_and_leaves_a_stran
         assert lines_with(audit.stdout, "DRIFT", runtime, f"large objects owned by {stranger}")
     finally:
         drop_prefixed(pg_server, names.prefix)
+
+
+def test_a_deploy_killed_between_batches_is_finished_by_one_rerun(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """200,000 of the runtime's large objects readable by a stranger. The deploy's whole process
+    group gets SIGKILL once its first batches have committed (watched on the server): those
+    stay revoked, the server ends the orphaned session (its client is gone), no advisory lock
+    is left; one re-run revokes the rest and a further run sends nothing."""
+    total, stranger = 200_000, names.role("x")
+    with pg_server.connect(names.database) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(names.runtime)))
+        conn.execute(f"SELECT lo_create(0) FROM generate_series(1, {total})")
+        conn.execute("RESET ROLE")
+        # Setup, not what is tested: every object readable by the stranger, in one statement.
+        acl = f"{{{names.runtime}=rw/{names.runtime},{stranger}=r/{names.runtime}}}"
+        conn.execute("UPDATE pg_largeobject_metadata SET lomacl = %s::aclitem[]", [acl])
+    assert strangers_reach(pg_server, names) == total
+    data = {**deployed.data, "pg_large_objects": {"runtime": {}}}
+    watcher = psycopg.connect(pg_server.dsn(names.database), autocommit=True)
+    try:
+        deploy = start_deploy(tmp_path, data)
+        killed = kill_when(
+            deploy,
+            lambda: 0 < strangers_reach_on(watcher, stranger) < total,
+            interval=0.02,
+        )
+        assert killed, deploy.output()[-3000:]
+        # The server ends the orphaned session (client_connection_check_interval), and with it
+        # its advisory lock.
+        orphaned = "SELECT pid FROM pg_locks WHERE locktype = 'advisory'"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and watcher.execute(orphaned).fetchone():
+            time.sleep(0.1)
+        assert watcher.execute(orphaned).fetchone() is None
+        left = strangers_reach_on(watcher, stranger)
+        assert 0 < left < total, left  # some batches committed, the rest not done
+    finally:
+        watcher.close()
+    rerun = run_cli(tmp_path, data)
+    assert rerun.returncode == 0, combined(rerun)[-3000:]
+    assert strangers_reach(pg_server, names) == 0
+    further = run_api(data)
+    assert further.success and not further.any_change, further
+    assert len(large_objects(pg_server, names)) == total
