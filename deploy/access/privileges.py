@@ -306,6 +306,7 @@ def current_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
     scope = ({*spec.roles, *spec.readers} | {g.grantee for g in current if not g.is_public}) - (
         expected_privileged(spec, snap)
     )
+    privileged = expected_privileged(spec, snap)
     for obj in snap.objects:
         owners = {obj.owner, spec.owner}
         kind = BY_SECTION[obj.kind]
@@ -314,6 +315,7 @@ def current_grants(spec: Spec, snap: Snapshot) -> set[Grant]:
             for g in _entries(obj.keyword, obj.schema, obj.name, obj.acl, owners, args=obj.args)
             if not (g.is_public and g.privilege in kind.public_default and not g.grantable)
             and (not kind.cluster_wide or g.grantee in scope)
+            and not (kind.privileged_left and g.grantee in privileged)
         }
     declared_objects = spec.declared_large_objects()
     for lo in snap.large_objects:

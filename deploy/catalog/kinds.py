@@ -38,6 +38,9 @@ class Kind:
     # Cluster-wide: judged only for the managed roles, the readers and the roles holding a
     # privilege in this database (a parameter's SET, say); the rest is another database's.
     cluster_wide: bool = False
+    # Grants to the admin and pg_privileged_roles are theirs (a managed provider grants its own
+    # role system functions); they bypass privileges anyway.
+    privileged_left: bool = False
 
     @property
     def template(self) -> str:
@@ -75,6 +78,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("foreign_data_wrappers", "foreign data wrapper", ("USAGE",), owned=False),
     Kind("foreign_servers", "foreign server", ("USAGE",), owned=False),
     Kind("parameters", "parameter", ("SET", "ALTER SYSTEM"), owned=False, cluster_wide=True),
+    # pg_catalog's functions: only the privileges granted since initdb (pg_init_privs), such as
+    # EXECUTE on lo_export or pg_read_file (the server's files); revoked, owner left alone.
+    Kind("system_functions", "function", ("EXECUTE",), owned=False, privileged_left=True),
 )
 
 BY_SECTION = {kind.section: kind for kind in KINDS}

@@ -41,7 +41,7 @@ from pgprov.access.settings import (
     setting_rows,
     wanted_connection_limit,
 )
-from pgprov.catalog.state import RoleState, Snapshot
+from pgprov.catalog.state import RoleState, Snapshot, display_grantee
 from pgprov.model.secrets import Credentials, StoredPassword
 from pgprov.model.spec import Spec
 from pgprov.sql.locks import (
@@ -656,31 +656,42 @@ def predefined_through_notice(spec: Spec, snap: Snapshot) -> str | None:
     )
 
 
+def _superusers_only(grant: Grant) -> bool:
+    """Privileges only a superuser may revoke: on parameters, and on pg_catalog's functions
+    (their owner is the bootstrap superuser)."""
+    return grant.object_type == "PARAMETER" or (
+        grant.object_type == "FUNCTION" and grant.schema == "pg_catalog"
+    )
+
+
 def _out_of_reach(snap: Snapshot, grant: Grant) -> bool:
     """A privilege the admin may not revoke: another role's default privileges it cannot SET
-    ROLE to; a parameter's, unless it is a superuser; one on large objects whose owner's
-    privileges it does not have."""
+    ROLE to; a parameter's or a system function's, unless it is a superuser; one on large
+    objects whose owner's privileges it does not have."""
     if grant.object_type == "DEFAULT":
         return grant.name in defaults_out_of_reach(snap)
     if grant.object_type == "LARGE OBJECT" and not snap.is_superuser:
         owner = snap.roles.get(grant.name)
         return owner is None or not owner.admin_can_use
-    return grant.object_type == "PARAMETER" and not snap.is_superuser
+    return _superusers_only(grant) and not snap.is_superuser
 
 
 def parameters_notice(spec: Spec, snap: Snapshot) -> str | None:
-    """One line naming the parameter privileges a non-superuser admin leaves; None if none."""
+    """One line naming the privileges on parameters and pg_catalog's functions a non-superuser
+    admin leaves; None if none."""
     to_revoke, _ = diff(wanted_grants(spec, snap), current_grants(spec, snap))
     left = sorted(
-        f"{g.privilege} on {g.name} for {g.grantee}"
+        f"{g.privilege} on {g.object_text() if g.object_type == 'FUNCTION' else g.name} "
+        f"for {display_grantee(g.grantee)}"
         for g in to_revoke
-        if g.object_type == "PARAMETER" and _out_of_reach(snap, g)
+        if _superusers_only(g) and _out_of_reach(snap, g)
     )
     if not left:
         return None
     return (
         f"the admin {snap.current_user} is no superuser and may not revoke privileges on "
-        f"parameters: {'; '.join(left)} are left and the audit names them"
+        f"parameters or pg_catalog's functions: {'; '.join(left)} are left and the audit names "
+        "them"
     )
 
 

@@ -5,6 +5,7 @@ nothing. PUBLIC's built-in USAGE on a type is PostgreSQL's default and stays."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -16,8 +17,10 @@ from tests.e2e.helpers import (
     combined,
     console,
     lines_with,
+    login,
     managed_admin_env,
     owners_and_acls,
+    superuser_sql,
 )
 from tests.pgserver import Names, Server, drop_prefixed
 
@@ -296,3 +299,49 @@ def test_parameter_privileges_of_roles_in_scope_are_named_and_revoked(
                         sql.Identifier(role)
                     )
                 )
+
+
+def test_execute_granted_on_system_functions_since_initdb_is_named_and_revoked(
+    deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """EXECUTE on pg_catalog.lo_export lets the runtime write any file the server's OS user may
+    (postgresql.auto.conf, say: a way up); on pg_read_file, PUBLIC reads any. PostgreSQL revokes
+    both from PUBLIC at initdb; granted since (pg_init_privs says what initdb left), they are
+    named, revoked, and the runtime's lo_export is refused."""
+    runtime = names.runtime
+    target = Path(tempfile.gettempdir()) / f"{names.prefix}_exported"
+    statements = (
+        "GRANT EXECUTE ON FUNCTION pg_catalog.lo_export(oid, text) TO {runtime}",
+        "GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_file(text) TO PUBLIC",
+    )
+    superuser_sql(pg_server, names.database, statements, names)
+
+    def export() -> str:
+        with login(pg_server, deployed, names, "runtime") as conn:
+            oid = conn.execute("SELECT lo_from_bytea(0, 'x')").fetchone()[0]
+            try:
+                conn.execute("SELECT lo_export(%s, %s)", [oid, str(target)]).fetchone()
+                return "written"
+            except psycopg.Error as exc:
+                return type(exc).__name__
+            finally:
+                conn.execute("SELECT lo_unlink(%s)", [oid])
+
+    try:
+        assert export() == "written"  # the runtime writes a file on the server's host
+        inventory = write_inventory(tmp_path, deployed.data)
+        audit = console("pgprov-verify", inventory, "--no-probes")
+        assert audit.returncode == 1, audit.stdout + audit.stderr
+        for needles in (
+            (runtime, "function pg_catalog.lo_export(oid, text)", "EXECUTE"),
+            ("PUBLIC", "function pg_catalog.pg_read_file(text)", "EXECUTE"),
+        ):
+            assert lines_with(audit.stdout, "DRIFT", *needles), (needles, audit.stdout)
+        repair = run_api(deployed.data)
+        assert repair.success and repair.changed["provision"], repair
+        assert export() == "InsufficientPrivilege"
+        again = run_api(deployed.data)
+        assert again.success and not any(again.changed.values()), again
+        assert console("pgprov-verify", inventory, "--no-probes").returncode == 0
+    finally:
+        target.unlink(missing_ok=True)

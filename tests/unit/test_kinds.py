@@ -3,6 +3,7 @@ snapshot script; generic kinds' rows parse into ObjectState and reach the access
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -81,3 +82,34 @@ def test_the_wheel_carries_every_template_the_registry_names() -> None:
         assert any(
             fnmatch.fnmatch(relative, p) and relative.count("/") == p.count("/") for p in patterns
         ), relative
+
+
+def test_system_functions_granted_since_initdb_are_revoked_but_the_privileged_roles() -> None:
+    """Only what pg_init_privs does not hold reaches the snapshot; of that, a grant to the admin
+    or a pg_privileged_roles role is theirs, any other (PUBLIC's too) is revoked, and only a
+    superuser admin may revoke it (else one line, and the audit names it)."""
+    from pgprov.steps.plan import grant_items, parameters_notice
+
+    rows = [
+        {"schema": "pg_catalog", "name": "lo_export", "keyword": "FUNCTION",
+         "args": "oid, text", "owner": "postgres",
+         "acl": [["app_runtime", "EXECUTE", False], ["provider_admin", "EXECUTE", False]]},
+        {"schema": "pg_catalog", "name": "pg_read_file", "keyword": "FUNCTION",
+         "args": "text", "owner": "postgres", "acl": [[None, "EXECUTE", False]]},
+    ]  # fmt: skip
+    spec = SPEC.model_copy(update={"privileged_roles": ("provider_admin",)})
+    snap = snapshot_with("system_functions", rows)
+    grants = {g for g in current_grants(spec, snap) if g.schema == "pg_catalog"}
+    assert grants == {
+        Grant("FUNCTION", "pg_catalog", "lo_export", "EXECUTE", "app_runtime", args="oid, text"),
+        Grant("FUNCTION", "pg_catalog", "pg_read_file", "EXECUTE", PUBLIC, args="text"),
+    }
+    statements = [item.sql.strip() for item in grant_items(spec, snap)]
+    assert 'REVOKE EXECUTE ON ROUTINE "pg_catalog"."lo_export"(oid, text) FROM "app_runtime";' in (
+        statements
+    )
+    assert parameters_notice(spec, snap) is None
+    managed = dataclasses.replace(snap, is_superuser=False)
+    assert not any("pg_catalog" in s for s in (i.sql for i in grant_items(spec, managed)))
+    notice = parameters_notice(spec, managed)
+    assert notice is not None and "EXECUTE on function pg_catalog.lo_export(oid, text)" in notice
