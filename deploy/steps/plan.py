@@ -580,27 +580,28 @@ def large_object_items(spec: Spec, snap: Snapshot, policy: LockPolicy) -> list[I
     for verb, grants in (("revoke", to_revoke), ("grant", to_grant)):
         chosen = [g for g in grants if g.object_type == "LARGE OBJECT"]
         for g in group([g for g in chosen if not _out_of_reach(snap, g)]):
-            lists = {
-                "revoke": [g] if verb == "revoke" else [],
-                "grant": [g] if verb == "grant" else [],
-            }
             items.append(
                 make_item(
                     f"{verb} {g.describe()}",
                     "large_object_privileges.sql.j2",
                     batch=LARGE_OBJECT_BATCH,
-                    **lists,
+                    **_verb_lists(g, verb),
                     **retry_context(policy),
                 )
             )
     return items
 
 
-def _grant_item(grant: GrantGroup, verb: str) -> Item:
-    lists = {
+def _verb_lists(grant: GrantGroup, verb: str) -> dict[str, list[GrantGroup]]:
+    """The privilege templates' context: ``grant`` in the list its verb names."""
+    return {
         "revoke": [grant] if verb == "revoke" else [],
         "grant": [grant] if verb == "grant" else [],
     }
+
+
+def _grant_item(grant: GrantGroup, verb: str) -> Item:
+    lists = _verb_lists(grant, verb)
     if grant.object_type == "DEFAULT":
         return make_item(f"{verb} {grant.describe()}", "default_privileges.sql.j2", **lists)
     if grant.grantee == PUBLIC:

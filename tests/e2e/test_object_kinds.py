@@ -43,29 +43,23 @@ def test_types_and_domains_of_strangers_and_grants_on_them_are_named_and_repaire
     deployed: DeployEnv, pg_server: Server, names: Names, tmp_path: Path
 ) -> None:
     stranger, migrator, runtime = names.role("x"), names.migrator, names.runtime
-    ident = {"x": sql.Identifier(stranger), "m": sql.Identifier(migrator)}
-    with pg_server.connect(names.database) as conn:
-        for statement in (
-            # A stranger's type in the app's schema and its domain in public.
-            "CREATE TYPE app.kind_mood AS ENUM ('ok', 'sad')",
-            "ALTER TYPE app.kind_mood OWNER TO {x}",
-            "CREATE DOMAIN public.kind_code AS text CHECK (VALUE <> '')",
-            "ALTER DOMAIN public.kind_code OWNER TO {x}",
-            # The migrator's own domain and composite type, with USAGE granted to a stranger
-            # and to the runtime (a managed role that was declared nothing on them).
-            "CREATE DOMAIN app.kind_positive AS integer CHECK (VALUE > 0)",
-            "ALTER DOMAIN app.kind_positive OWNER TO {m}",
-            "CREATE TYPE app.kind_pair AS (a integer, b integer)",
-            "ALTER TYPE app.kind_pair OWNER TO {m}",
-        ):
-            conn.execute(sql.SQL(statement).format(**ident))
-        conn.execute(sql.SQL("SET ROLE {}").format(ident["m"]))
-        conn.execute(sql.SQL("GRANT USAGE ON DOMAIN app.kind_positive TO {x}").format(**ident))
-        conn.execute(
-            sql.SQL("GRANT USAGE ON TYPE app.kind_pair TO {r} WITH GRANT OPTION").format(
-                r=sql.Identifier(runtime)
-            )
-        )
+    statements = (
+        # A stranger's type in the app's schema and its domain in public.
+        "CREATE TYPE app.kind_mood AS ENUM ('ok', 'sad')",
+        "ALTER TYPE app.kind_mood OWNER TO {x}",
+        "CREATE DOMAIN public.kind_code AS text CHECK (VALUE <> '')",
+        "ALTER DOMAIN public.kind_code OWNER TO {x}",
+        # The migrator's own domain and composite type, with USAGE granted to a stranger
+        # and to the runtime (a managed role that was declared nothing on them).
+        "CREATE DOMAIN app.kind_positive AS integer CHECK (VALUE > 0)",
+        "ALTER DOMAIN app.kind_positive OWNER TO {migrator}",
+        "CREATE TYPE app.kind_pair AS (a integer, b integer)",
+        "ALTER TYPE app.kind_pair OWNER TO {migrator}",
+        "SET ROLE {migrator}",
+        "GRANT USAGE ON DOMAIN app.kind_positive TO {x}",
+        "GRANT USAGE ON TYPE app.kind_pair TO {runtime} WITH GRANT OPTION",
+    )
+    superuser_sql(pg_server, names.database, statements, names, x=stranger)
     inventory = write_inventory(tmp_path, deployed.data)
 
     audit = console("pgprov-verify", inventory, "--no-probes")
@@ -215,16 +209,14 @@ def test_usage_on_foreign_data_wrappers_and_servers_is_named_and_revoked(
     """USAGE on a foreign server lets a role map itself to remote credentials and read through
     it; on a wrapper, create servers. Their owners (a superuser must own a wrapper) stay."""
     stranger, runtime = names.role("x"), names.runtime
-    ident = {"x": sql.Identifier(stranger), "r": sql.Identifier(runtime)}
-    with pg_server.connect(names.database) as conn:
-        for statement in (
-            "CREATE FOREIGN DATA WRAPPER kind_fdw",
-            "CREATE SERVER kind_srv FOREIGN DATA WRAPPER kind_fdw",
-            "GRANT USAGE ON FOREIGN DATA WRAPPER kind_fdw TO {r}",
-            "GRANT USAGE ON FOREIGN SERVER kind_srv TO {r}",
-            "GRANT USAGE ON FOREIGN SERVER kind_srv TO {x} WITH GRANT OPTION",
-        ):
-            conn.execute(sql.SQL(statement).format(**ident))
+    statements = (
+        "CREATE FOREIGN DATA WRAPPER kind_fdw",
+        "CREATE SERVER kind_srv FOREIGN DATA WRAPPER kind_fdw",
+        "GRANT USAGE ON FOREIGN DATA WRAPPER kind_fdw TO {runtime}",
+        "GRANT USAGE ON FOREIGN SERVER kind_srv TO {runtime}",
+        "GRANT USAGE ON FOREIGN SERVER kind_srv TO {x} WITH GRANT OPTION",
+    )
+    superuser_sql(pg_server, names.database, statements, names, x=stranger)
     inventory = write_inventory(tmp_path, deployed.data)
     audit = console("pgprov-verify", inventory, "--no-probes")
     assert audit.returncode == 1, audit.stdout + audit.stderr

@@ -24,10 +24,11 @@ def spec(**extra: object):
     return build_spec({**BASE, **extra}, inventory="inv.py", host="h")
 
 
-def snapshot(**sections: list[dict]) -> Snapshot:
+def snapshot(*, major: int = 15, superuser: bool = True, **sections: list[dict]) -> Snapshot:
+    """A snapshot holding ``sections`` (name -> rows), of a ``major`` server."""
     lines = [
-        {"cluster": {"server_version_num": 150000, "in_recovery": False,
-                     "current_user": "postgres", "is_superuser": True,
+        {"cluster": {"server_version_num": major * 10000, "in_recovery": False,
+                     "current_user": "postgres", "is_superuser": superuser,
                      "can_create_role": True, "password_encryption": "scram-sha-256"}},
         {"roles": []},
         {"database": {"name": "hinfelaar_fastapi", "owner": "app_migrator", "acl": []}},

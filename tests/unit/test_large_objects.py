@@ -4,38 +4,21 @@ and the plan's batches after the database transaction."""
 
 from __future__ import annotations
 
-import json
-
 from pgprov.access.kept import KEPT, undeclared
 from pgprov.access.privileges import Grant, current_grants, diff, wanted_grants
 from pgprov.catalog.state import AclEntry, Snapshot
-from pgprov.model.spec import PUBLIC, build_spec
+from pgprov.model.spec import PUBLIC
 from pgprov.sql.locks import LockPolicy
 from pgprov.steps.plan import build_plan, kept_notices, large_objects_notice
 
+from tests.unit.test_kept import snapshot as kept_snapshot
+from tests.unit.test_kept import spec
+
 [LARGE_OBJECTS] = [kind for kind in KEPT if kind.key == "pg_large_objects"]
-BASE = {
-    "pg_environment": "staging",
-    "pg_profile": "split",
-    "pg_migrator_password": "env:M",
-    "pg_runtime_password": "env:R",
-}
-
-
-def spec(**extra: object):
-    return build_spec({**BASE, **extra}, inventory="inv.py", host="h")
 
 
 def snapshot(large_objects: list[dict], *, superuser: bool = True) -> Snapshot:
-    lines = [
-        {"cluster": {"server_version_num": 180000, "in_recovery": False,
-                     "current_user": "postgres", "is_superuser": superuser,
-                     "can_create_role": True, "password_encryption": "scram-sha-256"}},
-        {"roles": []},
-        {"database": {"name": "hinfelaar_fastapi", "owner": "app_migrator", "acl": []}},
-        {"large_objects": large_objects},
-    ]  # fmt: skip
-    return Snapshot.parse(json.dumps(line) for line in lines)
+    return kept_snapshot(major=18, superuser=superuser, large_objects=large_objects)
 
 
 def owned(owner: str, count: int, *acl: tuple[str | None, str, bool, int]) -> dict:
