@@ -27,19 +27,7 @@ from pgprov.model.secrets import Secret, stored_password_matches
 from pgprov.model.spec import Spec
 from pgprov.sql.locks import LockTimeout, blockers_query, retry_on_lock_timeout
 from pgprov.steps.gin import IndexPlanError, gin_items
-from pgprov.steps.plan import (
-    HostInputs,
-    HostRun,
-    Item,
-    build_plan,
-    defaults_notice,
-    kept_notices,
-    large_objects_notice,
-    parameters_notice,
-    predefined_notice,
-    predefined_through_notice,
-    quiet_notice,
-)
+from pgprov.steps.plan import HostInputs, HostRun, Item, build_plan, notices, quiet_notice
 from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.state import StateStage
@@ -126,16 +114,8 @@ def provision(spec: Spec, inputs: HostInputs, run: HostRun):
             "services: the provider's admin role) or create the roles beforehand",
         )
         return
-    notices = (
-        defaults_notice(spec, snap),
-        predefined_notice(spec, snap),
-        predefined_through_notice(spec, snap),
-        parameters_notice(spec, snap),
-        large_objects_notice(spec, snap),
-        *kept_notices(spec, snap),
-    )
-    for notice in notices:
-        if notice and run.notify(notice):
+    for notice in notices(spec, snap):
+        if run.notify(notice):
             host.log_styled(notice, fg="yellow", log_func=logger.warning)
     if plan.empty:
         host.noop(

@@ -817,6 +817,20 @@ def code_items(spec: Spec, snap: Snapshot) -> list[Item]:
     return items
 
 
+def notices(spec: Spec, snap: Snapshot) -> list[str]:
+    """What the deploy leaves and says so, one line each: what the admin may not change, and
+    objects nobody declared that are left for a person."""
+    lines = (
+        defaults_notice(spec, snap),
+        predefined_notice(spec, snap),
+        predefined_through_notice(spec, snap),
+        parameters_notice(spec, snap),
+        large_objects_notice(spec, snap),
+        *kept_notices(spec, snap),
+    )
+    return [line for line in lines if line]
+
+
 def build_plan(
     spec: Spec,
     snap: Snapshot,
