@@ -65,7 +65,7 @@ def called_function_names() -> set[str]:
     """Every identifier followed by ``(`` in the SQL templates and the toolkit's Python: a
     superset of the functions its SQL calls (the catalog decides which ones exist)."""
     names: set[str] = set()
-    sources = [*REPO.glob("sql_templates/*.sql.j2"), *REPO.glob("deploy/**/*.py")]
+    sources = [*REPO.glob("sql_templates/**/*.sql.j2"), *REPO.glob("deploy/**/*.py")]
     for path in sources:
         names |= set(re.findall(r"\b([a-z_][a-z0-9_]*)\s*\(", path.read_text()))
     return names
@@ -255,7 +255,8 @@ def markers(server: Server, prefix: str) -> list[str]:
 
 @pytest.fixture
 def planted(pg_server: Server, names: Names, tmp_path: Path) -> Iterator[tuple[DeployEnv, int]]:
-    env = env_data(pg_server, names, tmp_path)
+    # The migrator's large objects belong (the repair below revokes a privilege on one).
+    env = env_data(pg_server, names, tmp_path, pg_large_objects={"migrator": {}})
     assert run_api(env.data).success
     try:
         yield env, plant(pg_server, env, names)
@@ -314,10 +315,19 @@ def test_the_admins_sessions_run_none_of_the_migrators_code(
             sql.SQL("GRANT CREATE ON SCHEMA app TO {}").format(sql.Identifier(names.runtime))
         )
         conn.execute(sql.SQL("DROP INDEX app.{}").format(sql.Identifier(GIN_INDEX)))
+    # The migrator's large object readable by the runtime: the repair's batch (a DO block in
+    # the admin's session, after the database transaction) revokes it.
+    runtime = sql.Identifier(names.runtime)
+    with login(pg_server, env, names, "migrator") as conn:
+        oid = conn.execute("SELECT lo_from_bytea(0, 'x')").fetchone()[0]
+        conn.execute(sql.SQL(f"GRANT SELECT ON LARGE OBJECT {oid} TO {{}}").format(runtime))
     repair = run_api(env.data)
     ran_nothing("the repairing deploy")
     assert repair.success and repair.changed["provision"] and repair.changed["gin_index"], repair
     assert repair.changed["migrate"], repair
+    with pg_server.connect(names.database) as conn:
+        acl = conn.execute("SELECT lomacl::text FROM pg_largeobject_metadata WHERE oid = %s", [oid])
+        assert acl.fetchone() == (f"{{{names.migrator}=rw/{names.migrator}}}",)
     converged = run_api(env.data)
     ran_nothing("the converged deploy")
     assert converged.success, converged
