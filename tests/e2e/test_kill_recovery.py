@@ -306,6 +306,11 @@ def test_two_deploys_swapping_the_opclass_at_once_both_finish_with_one_valid_ind
 
 # --- an earlier deploy's (or anyone's) index work still running ------------------------------
 
+# The deploy's wait loop is asleep between two looks: it has looked, found the other work and
+# said so. Seeing only its query text is not enough: the text is reported before the loop's
+# first look, and a build released in that moment is never seen (a CI run failed so on 15).
+SLEEPING = "state = 'active' AND wait_event = 'PgSleep'"
+
 
 def test_deploy_waits_for_an_earlier_index_step_still_holding_the_lock_and_says_so(
     pg_server, big, tmp_path
@@ -323,7 +328,7 @@ def test_deploy_waits_for_an_earlier_index_step_still_holding_the_lock_and_says_
             proc,
             lambda: watch(
                 "SELECT FROM pg_stat_activity WHERE application_name = 'pgprov deploy' "
-                "AND pid <> %s AND query LIKE '%%pg_try_advisory_lock%%'",
+                "AND pid <> %s AND query LIKE '%%pg_try_advisory_lock%%' AND " + SLEEPING,
                 (earlier_pid,),
             ),
         )
@@ -373,7 +378,7 @@ def test_index_build_already_running_on_the_table_is_waited_for_not_raced(pg_ser
             proc,
             lambda: watch(
                 "SELECT FROM pg_stat_activity WHERE application_name = 'pgprov deploy' "
-                "AND query LIKE '%%pg_stat_progress_create_index%%'"
+                "AND query LIKE '%%pg_stat_progress_create_index%%' AND " + SLEEPING
             ),
         )
         watch.close()
