@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pgprov.catalog.state import Snapshot, display_grantee
-from pgprov.model.spec import Spec
+from pgprov.model.spec import Spec, published, subscribed
 
 MISSING = "missing (pgprov creates none)"
 
@@ -60,18 +60,20 @@ def _owned_by_name(
     key: str,
     noun: str,
     declared: dict[str, tuple[str, str | None]],
-    found: dict[str, tuple[str, str]],
+    found: dict[str, tuple[str, ...]],
     where: str,
 ) -> list[Kept]:
     """Objects declared by name with their owner, and optionally with what they do: ``found``
-    and ``declared`` are name -> (owner, what it does; declared None: not judged)."""
+    is name -> (owner, what it does, and optionally its state, shown but never judged);
+    ``declared`` name -> (owner, what it does; None: not judged)."""
     rows = []
     for name in sorted({*found, *declared}):
         owner, detail = declared.get(name, (None, None))
         held = found.get(name)
         actual = summary = MISSING
         if held is not None:
-            actual, summary = f"owner {held[0]}; {held[1]}", f"{name} (owner {held[0]}, {held[1]})"
+            shown = held[1] + "".join(f" ({state})" for state in held[2:])
+            actual, summary = f"owner {held[0]}; {shown}", f"{name} (owner {held[0]}, {shown})"
         said = f"not declared ({key})"
         if owner is not None:
             said = f"declared, owner {owner}" + (f"; {detail}" if detail is not None else "")
@@ -83,29 +85,21 @@ def _owned_by_name(
 def publications(spec: Spec, snap: Snapshot) -> list[Kept]:
     """Publications, declared by name with their owner and, if declared, their tables; shown
     with the tables they publish."""
-    found = {
-        p.name: (
-            p.owner,
-            "all tables" if p.all_tables else ", ".join(sorted(p.tables)) or "no table",
-        )
-        for p in snap.publications
-    }
+    found = {p.name: (p.owner, published(p.all_tables, p.tables)) for p in snap.publications}
     declared = spec.declared_publications()
     where = f"database {spec.database}"
     return _owned_by_name("pg_publications", "publication", declared, found, where)
 
 
 def subscriptions(spec: Spec, snap: Snapshot) -> list[Kept]:
-    """Subscriptions into this database, declared by name with their owner; shown with whether
-    they run and what they subscribe to (never their connection string)."""
+    """Subscriptions into this database, declared by name with their owner and, if declared,
+    their publications; shown with what they subscribe to and whether they run (never their
+    connection string)."""
     found = {
-        s.name: (
-            s.owner,
-            f"{'enabled' if s.enabled else 'disabled'}, publications {', '.join(s.publications)}",
-        )
+        s.name: (s.owner, subscribed(s.publications), "enabled" if s.enabled else "disabled")
         for s in snap.subscriptions
     }
-    declared = {name: (owner, None) for name, owner in spec.subscriptions.items()}
+    declared = spec.declared_subscriptions()
     where = f"database {spec.database}"
     return _owned_by_name("pg_subscriptions", "subscription", declared, found, where)
 

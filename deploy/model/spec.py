@@ -241,12 +241,38 @@ class PublicationDecl(BaseModel):
     tables: PublicationTables
 
 
-# An owner's name, or {owner, tables}: told apart by shape, so an error names the form used.
-PublicationEntry = Annotated[
-    Annotated[str, AfterValidator(_identifier), Tag("owner")]
-    | Annotated[PublicationDecl, Tag("declaration")],
-    Discriminator(lambda v: "declaration" if isinstance(v, dict | PublicationDecl) else "owner"),
-]
+class SubscriptionDecl(BaseModel):
+    """A subscription that belongs, with the publications it may subscribe to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    owner: Identifier
+    publications: tuple[str, ...] = Field(min_length=1)
+
+
+def _owner_or(declaration: type[BaseModel]) -> Any:
+    """An owner's name, or a ``declaration`` ({owner, ...}): told apart by shape, so an error
+    names the form used."""
+    return Annotated[
+        Annotated[str, AfterValidator(_identifier), Tag("owner")]
+        | Annotated[declaration, Tag("declaration")],
+        Discriminator(lambda v: "declaration" if isinstance(v, dict | declaration) else "owner"),
+    ]
+
+
+PublicationEntry = _owner_or(PublicationDecl)
+SubscriptionEntry = _owner_or(SubscriptionDecl)
+DECLARED_BY_SHAPE = ("publications", "subscriptions")
+
+
+def published(all_tables: bool, tables: tuple[str, ...]) -> str:
+    """What a publication publishes, as the audit shows it (declared and found alike)."""
+    return "all tables" if all_tables else ", ".join(sorted(tables)) or "no table"
+
+
+def subscribed(publications: tuple[str, ...]) -> str:
+    """What a subscription subscribes to, as the audit shows it (declared and found alike)."""
+    return "publications " + ", ".join(sorted(publications))
 
 
 class Spec(BaseModel):
@@ -293,8 +319,9 @@ class Spec(BaseModel):
     # Publications that belong (name -> owner, or {owner, tables}), e.g. a CDC tool's: any
     # other one is named, and so is a declared one publishing other tables than declared.
     publications: dict[Identifier, PublicationEntry] = Field(default_factory=dict)
-    # Subscriptions that belong (name -> owner): any other one is named.
-    subscriptions: dict[Identifier, Identifier] = Field(default_factory=dict)
+    # Subscriptions that belong (name -> owner, or {owner, publications}): any other one is
+    # named, and so is a declared one subscribing to other publications than declared.
+    subscriptions: dict[Identifier, SubscriptionEntry] = Field(default_factory=dict)
     # User mappings that belong (foreign server -> roles: a role name, a managed role's logical
     # name, or public for the PUBLIC mapping): any other one is named.
     user_mappings: dict[Identifier, tuple[Identifier, ...]] = Field(default_factory=dict)
@@ -352,15 +379,22 @@ class Spec(BaseModel):
     def declared_publications(self) -> dict[str, tuple[str, str | None]]:
         """Publication -> (owner, the tables it publishes as the audit shows them: "all tables"
         or "s.t, s.u" sorted; None when only the owner is declared)."""
-        out: dict[str, tuple[str, str | None]] = {}
-        for name, decl in self.publications.items():
-            if isinstance(decl, str):
-                out[name] = (decl, None)
-            else:
-                tables = decl.tables
-                shown = "all tables" if tables == "all" else ", ".join(sorted(tables)) or "no table"
-                out[name] = (decl.owner, shown)
-        return out
+        return {
+            name: (decl, None)
+            if isinstance(decl, str)
+            else (decl.owner, published(decl.tables == "all", tuple(decl.tables)))
+            for name, decl in self.publications.items()
+        }
+
+    def declared_subscriptions(self) -> dict[str, tuple[str, str | None]]:
+        """Subscription -> (owner, the publications it subscribes to as the audit shows them:
+        "publications a, b" sorted; None when only the owner is declared)."""
+        return {
+            name: (decl, None)
+            if isinstance(decl, str)
+            else (decl.owner, subscribed(decl.publications))
+            for name, decl in self.subscriptions.items()
+        }
 
     def declared_user_mappings(self) -> set[tuple[str, str]]:
         """(server, role) of every declared user mapping; PUBLIC's as ``PUBLIC``."""
@@ -446,10 +480,11 @@ def _field_of(loc: tuple[Any, ...]) -> str:
             "large_objects",
             "user_mappings",
             "publications",
+            "subscriptions",
         )
         and len(loc) > 1
     ):
-        tags = ("[key]", "owner", "declaration") if loc[0] == "publications" else ("[key]",)
+        tags = ("[key]", "owner", "declaration") if loc[0] in DECLARED_BY_SHAPE else ("[key]",)
         where = ".".join(str(part) for part in loc[1:] if part not in tags)
         return f"{reverse[str(loc[0])]}: {where}"
     return reverse.get(str(loc[0]), str(loc[0])) if loc else "spec"

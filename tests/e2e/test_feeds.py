@@ -6,6 +6,7 @@ they pass. Connection strings and options carry passwords, which no output ever 
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,35 @@ def named_left_then_declared(
     assert present() == before
 
 
+def passes_until_widened(
+    data: dict[str, Any],
+    tmp_path: Path,
+    name: str,
+    *,
+    declared_shows: str,
+    widen: Callable[[], object],
+    widened_shows: tuple[str, str],
+) -> subprocess.CompletedProcess[str]:
+    """Declared as it is in ``data``, ``name`` passes the audit (its row shows
+    ``declared_shows``); once ``widen()`` made it do more, the audit exits 1 with its one row
+    showing ``widened_shows[0]``, and the deploy (returned) leaves it for a person in a line
+    naming ``widened_shows[1]``."""
+    inventory = write_inventory(tmp_path, data)
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert lines_with(audit.stdout, "OK", name, declared_shows), audit.stdout
+    widen()
+    audit = console("pgprov-verify", inventory, "--no-probes")
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    [row] = lines_with(audit.stdout, "DRIFT", name)
+    assert widened_shows[0] in row, row
+    assert PASSWORD not in audit.stdout + audit.stderr
+    deploy = run_cli(tmp_path, data)
+    assert deploy.returncode == 0, combined(deploy)
+    assert lines_with(combined(deploy), "left for a person", name, widened_shows[1])
+    return deploy
+
+
 def rows_of(server: Server, names: Names, query: str) -> list[tuple[str, ...]]:
     with server.connect(names.database) as conn:
         return sorted(tuple(row) for row in conn.execute(query).fetchall())
@@ -101,21 +131,15 @@ def test_a_declared_publication_that_publishes_more_tables_than_declared_is_name
     statement = "CREATE PUBLICATION {p} FOR TABLE app.unit, app.checklistresponse"
     superuser_sql(pg_server, names.database, statement, names, p=publication)
     tables = ["app.unit", "app.checklistresponse"]
-    data = {**deployed.data, "pg_publications": {publication: {"owner": owner, "tables": tables}}}
-    inventory = write_inventory(tmp_path, data)
-    audit = console("pgprov-verify", inventory, "--no-probes")
-    assert audit.returncode == 0, audit.stdout + audit.stderr
-    assert lines_with(audit.stdout, "OK", publication, "app.checklistresponse, app.unit")
-
-    statement = 'ALTER PUBLICATION {p} ADD TABLE app."user"'
-    superuser_sql(pg_server, names.database, statement, names, p=publication)
-    audit = console("pgprov-verify", inventory, "--no-probes")
-    assert audit.returncode == 1, audit.stdout + audit.stderr
-    [row] = lines_with(audit.stdout, "DRIFT", publication)
-    assert "app.checklistresponse, app.unit, app.user" in row, row
-    deploy = run_cli(tmp_path, data)
-    assert deploy.returncode == 0, combined(deploy)
-    assert lines_with(combined(deploy), "left for a person", publication, "app.user")
+    widen = 'ALTER PUBLICATION {p} ADD TABLE app."user"'
+    passes_until_widened(
+        {**deployed.data, "pg_publications": {publication: {"owner": owner, "tables": tables}}},
+        tmp_path,
+        publication,
+        declared_shows="app.checklistresponse, app.unit",
+        widen=lambda: superuser_sql(pg_server, names.database, widen, names, p=publication),
+        widened_shows=("app.checklistresponse, app.unit, app.user", "app.user"),
+    )
 
 
 @pytest.fixture
@@ -145,7 +169,7 @@ def test_a_subscription_is_named_never_dropped_and_passes_once_declared(
     named_left_then_declared(
         deployed,
         tmp_path,
-        rows=[(subscription, f"owner {owner}", "disabled, publications upstream")],
+        rows=[(subscription, f"owner {owner}", "publications upstream (disabled)")],
         notice=("subscriptions nobody declared in pg_subscriptions", subscription),
         declared={"pg_subscriptions": {subscription: owner}},
         present=lambda: rows_of(
@@ -155,6 +179,27 @@ def test_a_subscription_is_named_never_dropped_and_passes_once_declared(
             " WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
         ),
     )
+
+
+def test_a_declared_subscription_that_subscribes_to_other_publications_is_named(
+    deployed: DeployEnv, subscription: str, pg_server: Server, names: Names, tmp_path: Path
+) -> None:
+    """Declared with its publications, a subscription passes; once someone points it at
+    another publication too (its tables' rows would be written into this database), the
+    audit names it and the deploy leaves it as it is, saying so."""
+    declared = {"owner": pg_server.superuser, "publications": ["upstream"]}
+    statement = "ALTER SUBSCRIPTION {s} SET PUBLICATION upstream, accounts WITH (refresh = false)"
+    deploy = passes_until_widened(
+        {**deployed.data, "pg_subscriptions": {subscription: declared}},
+        tmp_path,
+        subscription,
+        declared_shows="publications upstream (disabled)",
+        widen=lambda: superuser_sql(pg_server, names.database, statement, names, s=subscription),
+        widened_shows=("publications accounts, upstream (disabled)", "accounts"),
+    )
+    query = "SELECT subname::text, subpublications::text FROM pg_subscription"
+    assert (subscription, "{upstream,accounts}") in rows_of(pg_server, names, query)  # left
+    assert PASSWORD not in combined(deploy)
 
 
 def test_user_mappings_are_named_never_dropped_and_pass_once_declared(

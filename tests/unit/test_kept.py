@@ -46,7 +46,17 @@ def verdicts(key: str, s, snap) -> dict[tuple[str, str], str]:
     [
         ("pg_user_mappings", {"remote": ["Bad"]}, "pg_user_mappings: remote.0"),
         ("pg_user_mappings", ["remote"], "pg_user_mappings"),
-        ("pg_subscriptions", {"feed": "Bad Owner"}, "pg_subscriptions"),
+        ("pg_subscriptions", {"feed": "Bad Owner"}, "pg_subscriptions: feed: 'Bad Owner'"),
+        (
+            "pg_subscriptions",
+            {"feed": {"owner": "etl", "publications": []}},
+            "pg_subscriptions: feed.publications: ",
+        ),
+        (
+            "pg_subscriptions",
+            {"feed": {"owner": "etl", "tables": ["app.unit"]}},
+            "pg_subscriptions: feed.",
+        ),
         (
             "pg_publications",
             {"cdc": {"owner": "etl", "tables": ["unit"]}},
@@ -119,10 +129,29 @@ def test_subscriptions_are_declared_by_name_with_their_owner() -> None:
     snap = snapshot(subscriptions=rows)
     kinds = BY_KEY["pg_subscriptions"]
     [left] = undeclared(kinds, s, snap)
-    assert (left.subject, left.actual) == ("stray", "owner etl; disabled, publications a, b")
+    assert (left.subject, left.actual) == ("stray", "owner etl; publications a, b (disabled)")
     assert left.declared == "declared, owner someone_else"
     assert verdicts("pg_subscriptions", s, snap)[("feed", "database hinfelaar_fastapi")] == "OK"
     assert kept_notices(spec(pg_subscriptions={"feed": "etl", "stray": "etl"}), snap) == []
+
+
+def test_a_subscription_declared_with_publications_passes_only_with_exactly_those() -> None:
+    rows = [
+        {"name": "feed", "owner": "etl", "enabled": True, "publications": ["orders", "items"]},
+        {"name": "wider", "owner": "etl", "enabled": True, "publications": ["orders", "users"]},
+    ]
+    snap = snapshot(subscriptions=rows)
+    declared = {"owner": "etl", "publications": ["items", "orders"]}
+    s = spec(pg_subscriptions={"feed": declared, "wider": {**declared, "publications": ["orders"]}})
+    assert verdicts("pg_subscriptions", s, snap) == {
+        ("feed", "database hinfelaar_fastapi"): "OK",  # order does not matter
+        ("wider", "database hinfelaar_fastapi"): "DRIFT",
+    }
+    [left] = undeclared(BY_KEY["pg_subscriptions"], s, snap)
+    assert left.declared == "declared, owner etl; publications orders"
+    assert left.actual == "owner etl; publications orders, users (enabled)"
+    [notice] = kept_notices(s, snap)
+    assert notice.endswith("wider (owner etl, publications orders, users (enabled))"), notice
 
 
 def test_a_publication_declared_with_tables_passes_only_with_exactly_those() -> None:
