@@ -379,7 +379,8 @@ KIND_ORDER = (
 
 def _reach(grants: set[Grant]) -> dict[str, str]:
     """grantee -> "database CONNECT; table SELECT, INSERT x9; ..." (privileges per kind, and
-    on how many objects of that kind)."""
+    on how many objects of that kind; large objects' grants are per owner: "large object SELECT
+    (objects of 2 owners)")."""
     kinds: dict[str, dict[str, tuple[set[str], set[tuple]]]] = {}
     for g in grants:
         if g.object_type == "DEFAULT":
@@ -397,20 +398,27 @@ def _reach(grants: set[Grant]) -> dict[str, str]:
             privileges, objects = per_kind[kind]
             names = ", ".join(sorted(privileges, key=lambda p: rank.get(p, 99)))
             count = f" x{len(objects)}" if len(objects) > 1 else ""
+            if kind == "large object":
+                owners = sorted(name for _, name, _, _ in objects)
+                whose = owners[0] if len(owners) == 1 else f"{len(owners)} owners"
+                count = f" (objects of {whose})"
             parts.append(f"{kind} {names}{count}")
         out[grantee] = "; ".join(parts)
     return out
 
 
-def _owned_objects(spec: Spec, snap: Snapshot) -> list[tuple[str, str]]:
-    """(owner, kind) for every schema, relation and routine of the database whose owner is not
-    the owner role: an owner holds every privilege on what it owns."""
+def _owned_objects(spec: Spec, snap: Snapshot) -> list[tuple[str, str, int]]:
+    """(owner, kind, how many) for every schema, relation, routine and other object of the
+    database whose owner is not the owner role: an owner holds every privilege on what it
+    owns. Large objects are one entry per owner with their count."""
     skip = {spec.owner, DATABASE_OWNER_ROLE}
-    out = [(s.owner, "schema") for s in snap.schemas.values() if s.owner not in skip]
-    out += [(r.owner, r.kind) for r in snap.relations if r.owner not in skip]
-    out += [(f.owner, "function") for f in snap.functions if f.owner not in skip]
-    out += [(o.owner, o.keyword.lower()) for o in snap.objects if o.owner not in skip]
-    out += [(lo.owner, "large objects") for lo in snap.large_objects if lo.owner not in skip]
+    out = [(s.owner, "schema", 1) for s in snap.schemas.values() if s.owner not in skip]
+    out += [(r.owner, r.kind, 1) for r in snap.relations if r.owner not in skip]
+    out += [(f.owner, "function", 1) for f in snap.functions if f.owner not in skip]
+    out += [(o.owner, o.keyword.lower(), 1) for o in snap.objects if o.owner not in skip]
+    out += [
+        (lo.owner, "large object", lo.count) for lo in snap.large_objects if lo.owner not in skip
+    ]
     return out
 
 
@@ -432,9 +440,9 @@ def access_checks(host: str, spec: Spec, snap: Snapshot) -> list[Check]:
             rows[name] = (wanted, how if held == "none" else f"{held}; {how}")
 
     owned: dict[str, dict[str, int]] = {}
-    for name, kind in _owned_objects(spec, snap):
+    for name, kind, n in _owned_objects(spec, snap):
         per_kind = owned.setdefault(name, {})
-        per_kind[kind] = per_kind.get(kind, 0) + 1
+        per_kind[kind] = per_kind.get(kind, 0) + n
     for name, per_kind in owned.items():
         counts = (f"{kind} x{n}" if n > 1 else kind for kind, n in per_kind.items())
         add(name, f"owner of {', '.join(counts)}")

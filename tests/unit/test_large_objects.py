@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pgprov.access.kept import KEPT, undeclared
 from pgprov.access.privileges import Grant, current_grants, diff, wanted_grants
+from pgprov.audit.audit import access_checks
 from pgprov.catalog.state import AclEntry, Snapshot
 from pgprov.model.spec import PUBLIC
 from pgprov.sql.locks import LockPolicy
@@ -117,3 +118,21 @@ def test_an_admin_without_the_owners_privileges_leaves_them_and_says_so() -> Non
     notice = large_objects_notice(s, snap)
     assert notice is not None and "does not have the owners' privileges" in notice
     assert "SELECT on large objects owned by stranger for role app_runtime" in notice
+
+
+def test_access_rows_count_objects_not_owners() -> None:
+    """The "reach" rows: an owner of 25,000 large objects is said to own 25,000, and a grantee
+    holding privileges on two owners' objects is told so (the grants are per owner)."""
+    snap = snapshot(
+        [
+            owned("stranger", 25_000, ["app_runtime", "SELECT", False, 25_000]),
+            owned("files", 3, ["app_runtime", "UPDATE", False, 1]),
+        ]
+    )
+    rows = {c.subject: c.actual for c in access_checks("h", spec(), snap)}
+    assert "owner of large object x25000" in rows["stranger"], rows
+    assert rows["files"] == "owner of large object x3", rows
+    assert "large object SELECT, UPDATE (objects of 2 owners)" in rows["app_runtime"], rows
+    one = snapshot([owned("files", 3, ["app_runtime", "SELECT", False, 3])])
+    reach = {c.subject: c.actual for c in access_checks("h", spec(), one)}["app_runtime"]
+    assert "large object SELECT (objects of files)" in reach, reach
