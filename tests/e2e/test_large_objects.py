@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from pgprov.catalog.state import AclEntry
+from pgprov.model.spec import PUBLIC
 from psycopg import sql
 
 from tests.deploykit import DeployEnv, run_api, run_cli, snapshot, write_inventory
@@ -156,6 +157,46 @@ def test_thousands_of_large_objects_are_one_row_of_the_snapshot_and_one_statemen
             " count(*) FROM pg_largeobject_metadata"
         ).fetchone()
     assert tuple(left) == (0, 25000)
+
+
+def test_the_snapshot_counts_each_object_once_whatever_its_acl(
+    deployed: DeployEnv, pg_server: Server, names: Names
+) -> None:
+    """Objects with no ACL, an empty one (the owner revoked its own), and several entries
+    (PUBLIC, a stranger with UPDATE and a grant option): the snapshot's one scan gives each
+    owner the count, oid range and per-entry counts read object by object."""
+    stranger, runtime, migrator = names.role("x"), names.runtime, names.migrator
+    plain = [create_as(pg_server, names, runtime, b"a") for _ in range(3)]
+    emptied = [create_as(pg_server, names, runtime, b"b") for _ in range(2)]
+    shared = [create_as(pg_server, names, runtime, b"c") for _ in range(4)]
+    other = [create_as(pg_server, names, migrator, b"d") for _ in range(2)]
+    x, r = sql.Identifier(stranger), sql.Identifier(runtime)
+    with pg_server.connect(names.database) as conn:
+        for oid in emptied:
+            conn.execute(
+                sql.SQL("REVOKE ALL ON LARGE OBJECT {} FROM {}").format(sql.Literal(oid), r)
+            )
+        for i, oid in enumerate(shared):
+            conn.execute(
+                sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO PUBLIC").format(sql.Literal(oid))
+            )
+            if i % 2:
+                grant = "GRANT SELECT, UPDATE ON LARGE OBJECT {} TO {} WITH GRANT OPTION"
+                conn.execute(sql.SQL(grant).format(sql.Literal(oid), x))
+    assert all(
+        acl == [] for oid, (_, acl) in large_objects(pg_server, names).items() if oid in plain
+    )
+
+    got = {lo.owner: lo for lo in snapshot(pg_server, deployed).large_objects}
+    mine = [*plain, *emptied, *shared]
+    assert (got[runtime].count, got[runtime].first, got[runtime].last) == (9, min(mine), max(mine))
+    assert (got[migrator].count, got[migrator].first, got[migrator].last) == (2, *sorted(other))
+    assert dict(got[runtime].acl) == {
+        AclEntry(PUBLIC, "SELECT"): 4,
+        AclEntry(stranger, "SELECT", True): 2,
+        AclEntry(stranger, "UPDATE", True): 2,
+    }
+    assert got[migrator].acl == ()
 
 
 def test_lo_compat_privileges_on_is_named_as_a_way_past_every_large_objects_privileges(
