@@ -85,7 +85,9 @@ def _owned_by_name(
 def publications(spec: Spec, snap: Snapshot) -> list[Kept]:
     """Publications, declared by name with their owner and, if declared, their tables; shown
     with the tables they publish."""
-    found = {p.name: (p.owner, published(p.all_tables, p.tables)) for p in snap.publications}
+    found = {
+        p.name: (p.owner, published("all" if p.all_tables else p.tables)) for p in snap.publications
+    }
     declared = spec.declared_publications()
     where = f"database {spec.database}"
     return _owned_by_name("pg_publications", "publication", declared, found, where)

@@ -265,9 +265,10 @@ SubscriptionEntry = _owner_or(SubscriptionDecl)
 DECLARED_BY_SHAPE = ("publications", "subscriptions")
 
 
-def published(all_tables: bool, tables: tuple[str, ...]) -> str:
-    """What a publication publishes, as the audit shows it (declared and found alike)."""
-    return "all tables" if all_tables else ", ".join(sorted(tables)) or "no table"
+def published(tables: str | tuple[str, ...]) -> str:
+    """What a publication publishes (``all``, or its tables), as the audit shows it (declared
+    and found alike)."""
+    return "all tables" if tables == "all" else ", ".join(sorted(tables)) or "no table"
 
 
 def subscribed(publications: tuple[str, ...]) -> str:
@@ -380,9 +381,7 @@ class Spec(BaseModel):
         """Publication -> (owner, the tables it publishes as the audit shows them: "all tables"
         or "s.t, s.u" sorted; None when only the owner is declared)."""
         return {
-            name: (decl, None)
-            if isinstance(decl, str)
-            else (decl.owner, published(decl.tables == "all", tuple(decl.tables)))
+            name: (decl, None) if isinstance(decl, str) else (decl.owner, published(decl.tables))
             for name, decl in self.publications.items()
         }
 
